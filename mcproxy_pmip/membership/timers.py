@@ -1,0 +1,101 @@
+"""Timer and counter values of IGMPv3 / MLDv2, their RFC defaults and derived intervals.
+
+RFC 3376 §8 and RFC 3810 §9 (identical defaults). All durations in seconds.
+``RouterOptions`` carries per-interface router-side settings, ``HostOptions``
+the upstream host side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Timers:
+    """The configurable protocol variables; unset optional values derive from the others."""
+
+    robustness: int = 2
+    query_interval: float = 125.0
+    query_response_interval: float = 10.0
+    last_member_query_interval: float = 1.0
+    last_member_query_count: int | None = None
+    startup_query_interval: float | None = None
+    startup_query_count: int | None = None
+    unsolicited_report_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.robustness < 1:
+            raise ValueError("robustness must be at least 1")
+        if self.query_response_interval >= self.query_interval:
+            raise ValueError("query_response_interval must be less than query_interval")
+        for name in ("query_interval", "query_response_interval", "last_member_query_interval",
+                     "unsolicited_report_interval"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+
+    @property
+    def lmq_count(self) -> int:
+        """Last Member Query Count (§8.7/§9.7): defaults to robustness."""
+        return self.last_member_query_count if self.last_member_query_count is not None else self.robustness
+
+    @property
+    def startup_interval(self) -> float:
+        """Startup Query Interval (§8.6): defaults to a quarter of the query interval."""
+        return self.startup_query_interval if self.startup_query_interval is not None else self.query_interval / 4
+
+    @property
+    def startup_count(self) -> int:
+        """Startup Query Count (§8.7): defaults to robustness."""
+        return self.startup_query_count if self.startup_query_count is not None else self.robustness
+
+    @property
+    def group_membership_interval(self) -> float:
+        """GMI / MALI (§8.4): robustness × query interval + query response interval (260 s)."""
+        return self.robustness * self.query_interval + self.query_response_interval
+
+    @property
+    def other_querier_present_interval(self) -> float:
+        """§8.5: robustness × query interval + half the query response interval (255 s)."""
+        return self.robustness * self.query_interval + self.query_response_interval / 2
+
+    @property
+    def older_host_present_interval(self) -> float:
+        """§8.13 / MLD Older Version Host Present Timeout (260 s)."""
+        return self.robustness * self.query_interval + self.query_response_interval
+
+    @property
+    def last_member_query_time(self) -> float:
+        """LMQT (§8.14): last member query interval × count (2 s)."""
+        return self.last_member_query_interval * self.lmq_count
+
+
+#: RFC 6636 §4.4 / DESIGN: the PMIPv6 profile's faster start-up queries.
+PMIPV6_TIMERS = Timers(startup_query_interval=1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class RouterOptions:
+    """Router-side settings of one downstream interface.
+
+    ``older_version_queries``: send queries in the oldest version present on the
+    link (RFC 3376 §7.3.1); ``querier_election``: take part in the election
+    (when False the proxy always queries); ``forward_when_not_querier``: RFC
+    4605 §4 says a non-querier proxy does not forward to that link (False).
+    ``max_groups`` / ``max_sources``: state limits per interface and per group;
+    records beyond them are ignored and reported as a ``Trace``.
+    """
+
+    timers: Timers = field(default_factory=Timers)
+    older_version_queries: bool = True
+    querier_election: bool = True
+    forward_when_not_querier: bool = False
+    max_groups: int = 8192
+    max_sources: int = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class HostOptions:
+    """Host-side settings of the upstream interface (RFC 3376 §5 / RFC 3810 §6)."""
+
+    robustness: int = 2
+    unsolicited_report_interval: float = 1.0
