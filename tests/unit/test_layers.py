@@ -1,0 +1,69 @@
+"""The layers import one way only (STYLE.md trait 1), checked by parsing imports with ast."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "mcproxy_pmip"
+
+IO_MODULES = ("socket", "twisted", "pyroute2", "scapy", "select", "fcntl")
+
+#: package -> imports it must never make (prefix match on the imported module name)
+FORBIDDEN = {
+    "wire": IO_MODULES + ("mcproxy_pmip.membership", "mcproxy_pmip.kernel", "mcproxy_pmip.proxy",
+                          "mcproxy_pmip.config", "mcproxy_pmip.control", "yaml"),
+    "membership": IO_MODULES + ("mcproxy_pmip.kernel", "mcproxy_pmip.proxy", "mcproxy_pmip.config",
+                                "mcproxy_pmip.control", "yaml"),
+    "config": IO_MODULES + ("mcproxy_pmip.kernel", "mcproxy_pmip.proxy", "mcproxy_pmip.control"),
+    "kernel": ("twisted", "scapy", "mcproxy_pmip.proxy", "mcproxy_pmip.control",
+               "mcproxy_pmip.membership", "mcproxy_pmip.config"),
+}
+
+
+def imported_modules(path: pathlib.Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def layer_files():
+    for layer in FORBIDDEN:
+        for path in sorted((PACKAGE / layer).rglob("*.py")):
+            yield pytest.param(layer, path, id=f"{layer}/{path.relative_to(PACKAGE / layer)}")
+
+
+@pytest.mark.parametrize(("layer", "path"), list(layer_files()))
+def test_layer_imports_only_downward(layer: str, path: pathlib.Path) -> None:
+    bad = sorted(
+        name for name in imported_modules(path)
+        if any(name == f or name.startswith(f + ".") for f in FORBIDDEN[layer])
+    )
+    assert not bad, f"{path.relative_to(ROOT)} ({layer} layer) imports {bad}"
+
+
+def test_core_never_imports_plugins_or_testbed() -> None:
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in PACKAGE.rglob("*.py")
+        for name in imported_modules(path)
+        if name.startswith(("mcproxy_pmip_plugins", "mcproxy_pmip_testbed"))
+    ]
+    assert not offenders, f"the core imports a plugin or the testbed: {offenders}"
+
+
+def test_scapy_stays_out_of_the_daemon() -> None:
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in PACKAGE.rglob("*.py")
+        if any(n == "scapy" or n.startswith("scapy.") for n in imported_modules(path))
+    ]
+    assert not offenders, f"scapy imported by daemon code: {offenders}"
