@@ -1,0 +1,241 @@
+"""The raw IGMP socket: every IGMP packet in, queries and reports out (IPv4).
+
+Receiving: a raw ``IPPROTO_IGMP`` socket hands over each packet with its IPv4
+header (RFC 791 §3.1). The header is parsed here for TTL, addresses and the
+Router Alert option (RFC 2113); the receiving interface comes from
+``IP_PKTINFO`` ancillary data, never from the source address, so reports from
+0.0.0.0 or from outside the interface's subnet are kept (RFC 3376 §4.2.13,
+SCENARIOS 2). Validation of TTL / Router Alert is the caller's: this layer only
+reports what arrived.
+
+Sending: IGMP messages leave with TTL 1, the IP Router Alert option and
+TOS 0xc0 (Internetwork Control), as RFC 3376 §4 and RFC 2236 §2 require, on
+the interface chosen per packet with ``IP_MULTICAST_IF``; multicast loopback is
+off so the proxy does not hear itself.
+
+Membership: the socket joins 224.0.0.22 (IGMPv3 reports) and 224.0.0.2
+(IGMPv2 leaves) on downstreams, since the kernel delivers multicast IGMP only
+for joined groups. The host stack then reports those joins itself; the proxy
+drops reports sourced from its own addresses (``netmon.InterfaceMonitor``).
+
+No reactor here: the IO layer registers ``fileno()`` and calls the
+non-blocking ``read_packets()`` when the socket is readable.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import socket
+import struct
+from collections import Counter
+from dataclasses import dataclass
+
+from mcproxy_pmip.errors import KernelError, MalformedPacket
+
+log = logging.getLogger(__name__)
+
+IP_PKTINFO = 8  # <linux/in.h>; missing from Python 3.11's socket module
+IPOPT_END = 0
+IPOPT_NOOP = 1
+IPOPT_ROUTER_ALERT = 148  # RFC 2113: copied flag + option 20
+ROUTER_ALERT_OPTION = bytes((IPOPT_ROUTER_ALERT, 4, 0, 0))
+TOS_INTERNETWORK_CONTROL = 0xC0
+IGMP_TTL = 1
+
+_IN_PKTINFO = struct.Struct("=i4s4s")  # ipi_ifindex, ipi_spec_dst, ipi_addr
+_IP_MREQN = struct.Struct("=4s4si")  # imr_multiaddr, imr_address, imr_ifindex
+_MIN_HEADER_LENGTH = 20
+_RECV_BUFFER_SIZE = 65535
+_ANCILLARY_BUFFER_SIZE = socket.CMSG_SPACE(_IN_PKTINFO.size)
+DEFAULT_MAX_PACKETS_PER_READ = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedIgmp:
+    """One IGMP packet as it arrived."""
+
+    ifindex: int  # receiving interface (IP_PKTINFO)
+    src: ipaddress.IPv4Address  # IP source address, possibly 0.0.0.0
+    dst: ipaddress.IPv4Address  # IP destination address
+    ttl: int  # IP time to live (1 for valid IGMP)
+    router_alert: bool  # the IP header carried the Router Alert option
+    payload: bytes  # the IGMP message, after the IP header
+
+
+@dataclass(frozen=True, slots=True)
+class Ipv4Header:
+    """The parts of an IPv4 header that IGMP validation needs."""
+
+    header_length: int
+    total_length: int
+    ttl: int
+    protocol: int
+    src: ipaddress.IPv4Address
+    dst: ipaddress.IPv4Address
+    router_alert: bool
+
+
+def parse_ipv4_header(data: bytes) -> Ipv4Header:
+    """Parse an IPv4 header (RFC 791 §3.1) and scan its options for Router Alert.
+
+    Raises ``MalformedPacket`` for anything that is not a complete IPv4 header.
+    """
+    if len(data) < _MIN_HEADER_LENGTH:
+        raise MalformedPacket("ipv4-short", f"{len(data)} octets")
+    version, ihl = data[0] >> 4, data[0] & 0x0F
+    if version != 4:
+        raise MalformedPacket("ipv4-version", str(version))
+    header_length = ihl * 4
+    if header_length < _MIN_HEADER_LENGTH or header_length > len(data):
+        raise MalformedPacket("ipv4-header-length", f"ihl={ihl} packet={len(data)}")
+    total_length = struct.unpack_from("!H", data, 2)[0]
+    if total_length < header_length or total_length > len(data):
+        raise MalformedPacket("ipv4-total-length", f"total={total_length} packet={len(data)}")
+    return Ipv4Header(
+        header_length=header_length,
+        total_length=total_length,
+        ttl=data[8],
+        protocol=data[9],
+        src=ipaddress.IPv4Address(data[12:16]),
+        dst=ipaddress.IPv4Address(data[16:20]),
+        router_alert=_has_router_alert(data[_MIN_HEADER_LENGTH:header_length]),
+    )
+
+
+def _has_router_alert(options: bytes) -> bool:
+    """True if the IPv4 options carry Router Alert (RFC 2113 §2.1)."""
+    offset = 0
+    while offset < len(options):
+        kind = options[offset]
+        if kind == IPOPT_END:
+            return False
+        if kind == IPOPT_NOOP:
+            offset += 1
+            continue
+        if offset + 1 >= len(options):
+            raise MalformedPacket("ipv4-option-truncated", f"type={kind}")
+        length = options[offset + 1]
+        if length < 2 or offset + length > len(options):
+            raise MalformedPacket("ipv4-option-length", f"type={kind} length={length}")
+        if kind == IPOPT_ROUTER_ALERT:
+            return True
+        offset += length
+    return False
+
+
+def _setsockopt(sock: socket.socket, level: int, option: int, value: int | bytes, op: str) -> None:
+    try:
+        sock.setsockopt(level, option, value)
+    except OSError as exc:
+        raise KernelError(op, exc.errno or errno.EINVAL) from exc
+
+
+class IgmpSocket:
+    """A raw IGMP socket for one network namespace (the one current at construction).
+
+    ``drops`` counts packets that could not be handed over, by reason slug.
+    """
+
+    def __init__(self, max_packets_per_read: int = DEFAULT_MAX_PACKETS_PER_READ) -> None:
+        self.max_packets_per_read = max_packets_per_read
+        self.drops: Counter[str] = Counter()
+        try:
+            self._sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IGMP)
+        except OSError as exc:
+            raise KernelError("socket(AF_INET, SOCK_RAW, IPPROTO_IGMP)", exc.errno or errno.EPERM) from exc
+        try:
+            self._sock.setblocking(False)
+            _setsockopt(self._sock, socket.IPPROTO_IP, IP_PKTINFO, 1, "setsockopt(IP_PKTINFO)")
+            _setsockopt(self._sock, socket.IPPROTO_IP, socket.IP_OPTIONS, ROUTER_ALERT_OPTION,
+                        "setsockopt(IP_OPTIONS)")
+            _setsockopt(self._sock, socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, IGMP_TTL,
+                        "setsockopt(IP_MULTICAST_TTL)")
+            _setsockopt(self._sock, socket.IPPROTO_IP, socket.IP_TOS, TOS_INTERNETWORK_CONTROL,
+                        "setsockopt(IP_TOS)")
+            _setsockopt(self._sock, socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0,
+                        "setsockopt(IP_MULTICAST_LOOP)")
+        except KernelError:
+            self._sock.close()
+            raise
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def close(self) -> None:
+        """Close the socket; the kernel drops its memberships."""
+        self._sock.close()
+
+    def read_packets(self) -> list[ReceivedIgmp]:
+        """Read what is queued, up to ``max_packets_per_read`` packets, without blocking."""
+        packets: list[ReceivedIgmp] = []
+        for _ in range(self.max_packets_per_read):
+            try:
+                data, ancillary, flags, _address = self._sock.recvmsg(
+                    _RECV_BUFFER_SIZE, _ANCILLARY_BUFFER_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                raise KernelError("recvmsg(IGMP)", exc.errno or errno.EIO) from exc
+            packet = self._decode(data, ancillary, flags)
+            if packet is not None:
+                packets.append(packet)
+        return packets
+
+    def _decode(self, data: bytes, ancillary: list[tuple[int, int, bytes]],
+                flags: int) -> ReceivedIgmp | None:
+        if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+            return self._drop("truncated", f"flags={flags:#x}")
+        ifindex = None
+        for level, kind, value in ancillary:
+            if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= _IN_PKTINFO.size:
+                ifindex = _IN_PKTINFO.unpack_from(value)[0]
+        if ifindex is None:
+            return self._drop("no-pktinfo", "")
+        try:
+            header = parse_ipv4_header(data)
+        except MalformedPacket as exc:
+            return self._drop(exc.reason, exc.detail)
+        return ReceivedIgmp(
+            ifindex=ifindex,
+            src=header.src,
+            dst=header.dst,
+            ttl=header.ttl,
+            router_alert=header.router_alert,
+            payload=data[header.header_length:header.total_length],
+        )
+
+    def _drop(self, reason: str, detail: str) -> None:
+        self.drops[reason] += 1
+        log.debug("igmp_packet_dropped reason=%s %s", reason, detail)
+        return None
+
+    def send(self, ifindex: int, src_address: ipaddress.IPv4Address | None,
+             dst: ipaddress.IPv4Address, payload: bytes) -> None:
+        """Send one IGMP message out of ``ifindex`` (TTL 1, Router Alert, TOS 0xc0).
+
+        ``src_address`` None lets the kernel pick the interface's primary address.
+        """
+        source = src_address if src_address is not None else ipaddress.IPv4Address(0)
+        _setsockopt(self._sock, socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
+                    _IP_MREQN.pack(bytes(4), source.packed, ifindex), "setsockopt(IP_MULTICAST_IF)")
+        try:
+            sent = self._sock.sendto(payload, (str(dst), 0))
+        except OSError as exc:
+            raise KernelError("sendto(IGMP)", exc.errno or errno.EIO,
+                              f"ifindex={ifindex} dst={dst}") from exc
+        if sent != len(payload):
+            raise KernelError("sendto(IGMP)", errno.EMSGSIZE, f"sent {sent} of {len(payload)} octets")
+
+    def join(self, ifindex: int, group: ipaddress.IPv4Address) -> None:
+        """Join ``group`` on ``ifindex`` so the kernel delivers IGMP sent to it."""
+        _setsockopt(self._sock, socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                    _IP_MREQN.pack(group.packed, bytes(4), ifindex),
+                    f"setsockopt(IP_ADD_MEMBERSHIP {group} ifindex={ifindex})")
+
+    def leave(self, ifindex: int, group: ipaddress.IPv4Address) -> None:
+        """Leave ``group`` on ``ifindex``."""
+        _setsockopt(self._sock, socket.IPPROTO_IP, socket.IP_DROP_MEMBERSHIP,
+                    _IP_MREQN.pack(group.packed, bytes(4), ifindex),
+                    f"setsockopt(IP_DROP_MEMBERSHIP {group} ifindex={ifindex})")
