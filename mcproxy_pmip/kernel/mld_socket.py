@@ -1,0 +1,237 @@
+"""The raw ICMPv6 socket for MLD: queries, reports and dones in and out (IPv6).
+
+Receiving: a raw ``IPPROTO_ICMPV6`` socket filtered (``ICMP6_FILTER``, RFC 3542
+§3.2) to the MLD types 130 (query), 131 (MLDv1 report), 132 (done) and 143
+(MLDv2 report). Ancillary data gives the receiving interface and destination
+(``IPV6_PKTINFO``), the hop limit (``IPV6_HOPLIMIT``) and the Hop-by-Hop
+options header, scanned for Router Alert (RFC 2711). The kernel verifies the
+ICMPv6 checksum of what it delivers. Validation (hop limit 1, link-local
+source, RFC 3810 §5.1.14 / §5.2.13) is the caller's.
+
+Sending: MLD messages leave with hop limit 1, a Hop-by-Hop header carrying
+Router Alert value 0 (MLD) and PadN, from the interface's link-local address
+set per packet with ``IPV6_PKTINFO`` (RFC 3810 §5, §7.4 and RFC 2710 §3);
+multicast loopback is off. The kernel computes the ICMPv6 checksum.
+
+Membership: the socket joins ff02::16 (MLDv2 reports) and ff02::2 (MLDv1
+dones) on downstreams.
+
+No reactor here: the IO layer registers ``fileno()`` and calls the
+non-blocking ``read_packets()`` when the socket is readable.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import socket
+import struct
+from collections import Counter
+from dataclasses import dataclass
+
+from mcproxy_pmip.errors import KernelError, MalformedPacket
+
+log = logging.getLogger(__name__)
+
+ICMP6_FILTER = 1  # <netinet/icmp6.h>, level IPPROTO_ICMPV6
+MLD_LISTENER_QUERY = 130
+MLD_LISTENER_REPORT = 131
+MLD_LISTENER_DONE = 132
+MLDV2_LISTENER_REPORT = 143
+MLD_TYPES = (MLD_LISTENER_QUERY, MLD_LISTENER_REPORT, MLD_LISTENER_DONE, MLDV2_LISTENER_REPORT)
+
+IP6OPT_PAD1 = 0
+IP6OPT_PADN = 1
+IP6OPT_ROUTER_ALERT = 5
+ROUTER_ALERT_MLD = 0  # RFC 2711 §2.1: value 0 = Multicast Listener Discovery message
+MLD_HOP_LIMIT = 1
+
+# Next Header (filled by the kernel), Hdr Ext Len 0 (8 octets),
+# Router Alert (type 5, length 2, value 0), PadN (type 1, length 0).
+HOP_BY_HOP_ROUTER_ALERT = bytes((0, 0, IP6OPT_ROUTER_ALERT, 2, 0, ROUTER_ALERT_MLD, IP6OPT_PADN, 0))
+
+_IN6_PKTINFO = struct.Struct("=16si")  # ipi6_addr, ipi6_ifindex
+_IPV6_MREQ = struct.Struct("=16si")  # ipv6mr_multiaddr, ipv6mr_interface
+_HOPLIMIT = struct.Struct("=i")
+_RECV_BUFFER_SIZE = 65535
+_ANCILLARY_BUFFER_SIZE = (socket.CMSG_SPACE(_IN6_PKTINFO.size) + socket.CMSG_SPACE(_HOPLIMIT.size)
+                          + socket.CMSG_SPACE(256))
+DEFAULT_MAX_PACKETS_PER_READ = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMld:
+    """One MLD message as it arrived."""
+
+    ifindex: int  # receiving interface (IPV6_PKTINFO)
+    src: ipaddress.IPv6Address  # IPv6 source address (link-local for valid MLD)
+    dst: ipaddress.IPv6Address  # IPv6 destination address
+    hop_limit: int  # 1 for valid MLD
+    router_alert: bool  # the Hop-by-Hop header carried Router Alert
+    payload: bytes  # the ICMPv6 message (checksum verified by the kernel)
+
+
+def icmp6_filter_passing(types: tuple[int, ...]) -> bytes:
+    """A ``struct icmp6_filter`` blocking every ICMPv6 type but ``types``.
+
+    In Linux's filter a set bit blocks the type (ICMP6_FILTER_SETBLOCK).
+    """
+    words = [0xFFFFFFFF] * 8
+    for kind in types:
+        words[kind >> 5] &= ~(1 << (kind & 31)) & 0xFFFFFFFF
+    return struct.pack("=8I", *words)
+
+
+def hop_by_hop_has_router_alert(header: bytes) -> bool:
+    """True if a Hop-by-Hop options header (RFC 8200 §4.3) carries Router Alert."""
+    if len(header) < 2:
+        raise MalformedPacket("hbh-short", f"{len(header)} octets")
+    length = (header[1] + 1) * 8
+    if length > len(header):
+        raise MalformedPacket("hbh-length", f"declared {length} got {len(header)}")
+    offset = 2
+    while offset < length:
+        kind = header[offset]
+        if kind == IP6OPT_PAD1:
+            offset += 1
+            continue
+        if offset + 1 >= length:
+            raise MalformedPacket("hbh-option-truncated", f"type={kind}")
+        option_length = header[offset + 1]
+        if offset + 2 + option_length > length:
+            raise MalformedPacket("hbh-option-length", f"type={kind} length={option_length}")
+        if kind == IP6OPT_ROUTER_ALERT:
+            return True
+        offset += 2 + option_length
+    return False
+
+
+def _setsockopt(sock: socket.socket, level: int, option: int, value: int | bytes, op: str) -> None:
+    try:
+        sock.setsockopt(level, option, value)
+    except OSError as exc:
+        raise KernelError(op, exc.errno or errno.EINVAL) from exc
+
+
+class MldSocket:
+    """A raw ICMPv6 socket for MLD in one network namespace (the one current at construction).
+
+    ``drops`` counts packets that could not be handed over, by reason slug.
+    """
+
+    def __init__(self, max_packets_per_read: int = DEFAULT_MAX_PACKETS_PER_READ) -> None:
+        self.max_packets_per_read = max_packets_per_read
+        self.drops: Counter[str] = Counter()
+        try:
+            self._sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+        except OSError as exc:
+            raise KernelError("socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6)", exc.errno or errno.EPERM) from exc
+        try:
+            self._sock.setblocking(False)
+            _setsockopt(self._sock, socket.IPPROTO_ICMPV6, ICMP6_FILTER,
+                        icmp6_filter_passing(MLD_TYPES), "setsockopt(ICMP6_FILTER)")
+            for option, name in ((socket.IPV6_RECVPKTINFO, "IPV6_RECVPKTINFO"),
+                                 (socket.IPV6_RECVHOPLIMIT, "IPV6_RECVHOPLIMIT"),
+                                 (socket.IPV6_RECVHOPOPTS, "IPV6_RECVHOPOPTS")):
+                _setsockopt(self._sock, socket.IPPROTO_IPV6, option, 1, f"setsockopt({name})")
+            _setsockopt(self._sock, socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, MLD_HOP_LIMIT,
+                        "setsockopt(IPV6_MULTICAST_HOPS)")
+            _setsockopt(self._sock, socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0,
+                        "setsockopt(IPV6_MULTICAST_LOOP)")
+        except KernelError:
+            self._sock.close()
+            raise
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def close(self) -> None:
+        """Close the socket; the kernel drops its memberships."""
+        self._sock.close()
+
+    def read_packets(self) -> list[ReceivedMld]:
+        """Read what is queued, up to ``max_packets_per_read`` messages, without blocking."""
+        packets: list[ReceivedMld] = []
+        for _ in range(self.max_packets_per_read):
+            try:
+                data, ancillary, flags, address = self._sock.recvmsg(
+                    _RECV_BUFFER_SIZE, _ANCILLARY_BUFFER_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                raise KernelError("recvmsg(ICMPv6)", exc.errno or errno.EIO) from exc
+            packet = self._decode(data, ancillary, flags, address)
+            if packet is not None:
+                packets.append(packet)
+        return packets
+
+    def _decode(self, data: bytes, ancillary: list[tuple[int, int, bytes]], flags: int,
+                address: tuple) -> ReceivedMld | None:
+        if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+            return self._drop("truncated", f"flags={flags:#x}")
+        pktinfo = None
+        hop_limit = None
+        router_alert = False
+        try:
+            for level, kind, value in ancillary:
+                if level != socket.IPPROTO_IPV6:
+                    continue
+                if kind == socket.IPV6_PKTINFO and len(value) >= _IN6_PKTINFO.size:
+                    pktinfo = _IN6_PKTINFO.unpack_from(value)
+                elif kind == socket.IPV6_HOPLIMIT and len(value) >= _HOPLIMIT.size:
+                    hop_limit = _HOPLIMIT.unpack_from(value)[0]
+                elif kind == socket.IPV6_HOPOPTS:
+                    router_alert = hop_by_hop_has_router_alert(value)
+        except MalformedPacket as exc:
+            return self._drop(exc.reason, exc.detail)
+        if pktinfo is None or hop_limit is None:
+            return self._drop("no-pktinfo", f"pktinfo={pktinfo} hop_limit={hop_limit}")
+        destination, ifindex = pktinfo
+        # The source comes as text with a %scope suffix for link-local addresses.
+        source = ipaddress.IPv6Address(address[0].split("%", 1)[0])
+        return ReceivedMld(
+            ifindex=ifindex,
+            src=source,
+            dst=ipaddress.IPv6Address(destination),
+            hop_limit=hop_limit,
+            router_alert=router_alert,
+            payload=data,
+        )
+
+    def _drop(self, reason: str, detail: str) -> None:
+        self.drops[reason] += 1
+        log.debug("mld_packet_dropped reason=%s %s", reason, detail)
+        return None
+
+    def send(self, ifindex: int, src_link_local: ipaddress.IPv6Address | None,
+             dst: ipaddress.IPv6Address, payload: bytes) -> None:
+        """Send one MLD message out of ``ifindex`` (hop limit 1, Router Alert, link-local source).
+
+        ``src_link_local`` None lets the kernel choose (it picks the link-local
+        address for a link-scope destination); the kernel fills the checksum.
+        """
+        source = src_link_local if src_link_local is not None else ipaddress.IPv6Address(0)
+        ancillary = [
+            (socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, _IN6_PKTINFO.pack(source.packed, ifindex)),
+            (socket.IPPROTO_IPV6, socket.IPV6_HOPOPTS, HOP_BY_HOP_ROUTER_ALERT),
+        ]
+        try:
+            sent = self._sock.sendmsg([payload], ancillary, 0, (str(dst), 0, 0, ifindex))
+        except OSError as exc:
+            raise KernelError("sendmsg(ICMPv6)", exc.errno or errno.EIO,
+                              f"ifindex={ifindex} src={source} dst={dst}") from exc
+        if sent != len(payload):
+            raise KernelError("sendmsg(ICMPv6)", errno.EMSGSIZE, f"sent {sent} of {len(payload)} octets")
+
+    def join(self, ifindex: int, group: ipaddress.IPv6Address) -> None:
+        """Join ``group`` on ``ifindex`` so the kernel delivers MLD sent to it."""
+        _setsockopt(self._sock, socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP,
+                    _IPV6_MREQ.pack(group.packed, ifindex),
+                    f"setsockopt(IPV6_JOIN_GROUP {group} ifindex={ifindex})")
+
+    def leave(self, ifindex: int, group: ipaddress.IPv6Address) -> None:
+        """Leave ``group`` on ``ifindex``."""
+        _setsockopt(self._sock, socket.IPPROTO_IPV6, socket.IPV6_LEAVE_GROUP,
+                    _IPV6_MREQ.pack(group.packed, ifindex),
+                    f"setsockopt(IPV6_LEAVE_GROUP {group} ifindex={ifindex})")
