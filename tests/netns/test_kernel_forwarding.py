@@ -1,0 +1,159 @@
+"""Real data through a kernel multicast routing table, IPv4 and IPv6.
+
+sender ns --veth-- [up0  router ns  dn0] --veth-- receiver ns
+
+The router opens table 42 (MRT_TABLE), installs its two interfaces as vifs,
+sends traffic arriving on up0 to the table with an ``iif`` mrule, reads the
+NOCACHE upcall of the first packet, installs the MFC entry and the receiver
+(a socket joined to the group) gets the data; the (S,G) counters move.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import select
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from mcproxy_pmip.addresses import Family
+from mcproxy_pmip.kernel import counters, mfc, mrules, upcalls, vifs
+from mcproxy_pmip.kernel.mroute import MrouteSocket
+from tests.netns.netns_fixtures import Netns, address, netns_factory, veth  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.netns
+
+TABLE = 42
+PORT = 5001
+SOURCE = {Family.IPV4: ipaddress.ip_address("10.1.0.2"), Family.IPV6: ipaddress.ip_address("fd01::2")}
+GROUP = {Family.IPV4: ipaddress.ip_address("239.1.2.3"), Family.IPV6: ipaddress.ip_address("ff15::4242")}
+
+
+@dataclass
+class Topology:
+    sender: Netns
+    router: Netns
+    receiver: Netns
+
+
+@pytest.fixture
+def topology(netns_factory) -> Topology:  # noqa: F811
+    sender, router, receiver = netns_factory(), netns_factory(), netns_factory()
+    router.sysctl("net.ipv6.conf.all.forwarding", 1)
+    router.sysctl("net.ipv4.ip_forward", 1)
+    veth(sender, "snd0", router, "up0")
+    veth(router, "dn0", receiver, "rcv0")
+    address(sender, "snd0", "10.1.0.2/24", "fd01::2/64")
+    address(router, "up0", "10.1.0.1/24", "fd01::1/64")
+    address(router, "dn0", "10.2.0.1/24", "fd02::1/64")
+    address(receiver, "rcv0", "10.2.0.2/24", "fd02::2/64")
+    receiver.ip("route", "add", "default", "via", "10.2.0.1")
+    receiver.ip("-6", "route", "add", "default", "via", "fd02::1")
+    for ns, interface in ((router, "up0"), (router, "dn0"), (receiver, "rcv0")):
+        ns.sysctl(f"net.ipv4.conf.{interface}.rp_filter", 0)
+    return Topology(sender, router, receiver)
+
+
+def wait_readable(fd: int, timeout: float, what: str) -> None:
+    readable, _, _ = select.select([fd], [], [], timeout)
+    assert readable, f"timed out after {timeout}s waiting for {what}"
+
+
+def open_sender(family: Family) -> socket.socket:
+    ifindex = socket.if_nametoindex("snd0")
+    if family is Family.IPV4:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 8)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, struct.pack("4s4si", bytes(4), bytes(4), ifindex))
+    else:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 8)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+    return sock
+
+
+def open_receiver(family: Family) -> socket.socket:
+    ifindex = socket.if_nametoindex("rcv0")
+    group = GROUP[family]
+    if family is Family.IPV4:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((str(group), PORT))
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("4s4si", group.packed, bytes(4), ifindex))
+    else:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        sock.bind((str(group), PORT, 0, ifindex))
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group.packed + struct.pack("@I", ifindex))
+    sock.setblocking(False)
+    return sock
+
+
+@pytest.fixture(params=[Family.IPV4, Family.IPV6], ids=["ipv4", "ipv6"])
+def family(request) -> Family:
+    return request.param
+
+
+@pytest.fixture
+def router_table(topology: Topology, family: Family) -> Iterator[MrouteSocket]:
+    with topology.router.entered():
+        sock = MrouteSocket(family, TABLE)
+    yield sock
+    sock.close()
+
+
+def test_cache_miss_upcall_then_mfc_forwards_data(topology: Topology, family: Family, router_table: MrouteSocket):
+    router = topology.router
+    with router.entered():
+        table = vifs.VifTable(router_table)
+        up, down = table.add("up0"), table.add("dn0")
+        rule = mrules.add_mrule(family, TABLE, iif="up0")
+        assert rule in mrules.list_mrules(family)
+    shown = router.ip("-4" if family is Family.IPV4 else "-6", "mrule", "show")
+    assert f"iif up0 lookup {TABLE}" in shown, shown
+    with topology.receiver.entered():
+        receiver = open_receiver(family)
+    with topology.sender.entered():
+        sender = open_sender(family)
+    source, group = SOURCE[family], GROUP[family]
+    try:
+        sender.sendto(b"first", (str(group), PORT))
+        wait_readable(router_table.fileno(), 2.0, "the NOCACHE upcall")
+        found = router_table.read_upcalls()
+        assert found == [upcalls.NoCache(family, up.index, source, group)], found
+        assert router_table.read_upcalls() == [], "one upcall per unresolved (S,G)"
+
+        entries = mfc.MfcTable(router_table)
+        entries.install(source, group, up.index, {down.index})
+        shown = router.ip("-4" if family is Family.IPV4 else "-6", "mroute", "show", "table", str(TABLE))
+        assert f"({source},{group})" in shown.replace(" ", ""), shown
+        assert "Iif: up0" in shown and "Oifs: dn0" in shown, shown
+
+        wait_readable(receiver.fileno(), 2.0, "the queued first packet at the receiver")
+        assert receiver.recv(100) == b"first"
+
+        before = counters.read_sg_counters(router_table, source, group)
+        for n in range(5):
+            sender.sendto(b"more %d" % n, (str(group), PORT))
+        got = []
+        deadline = time.monotonic() + 2.0
+        while len(got) < 5 and time.monotonic() < deadline:
+            wait_readable(receiver.fileno(), max(0.0, deadline - time.monotonic()), "forwarded data")
+            got.append(receiver.recv(100))
+        assert got == [b"more %d" % n for n in range(5)]
+        after = counters.read_sg_counters(router_table, source, group)
+        assert after.packets - before.packets == 5, (before, after)
+        assert after.bytes > before.bytes
+
+        entries.remove(source, group)
+        shown = router.ip("-4" if family is Family.IPV4 else "-6", "mroute", "show", "table", str(TABLE))
+        assert str(group) not in shown, shown
+    finally:
+        sender.close()
+        receiver.close()
+        with router.entered():
+            mrules.delete_mrule(rule)
+    with router.entered():
+        assert rule not in mrules.list_mrules(family)
