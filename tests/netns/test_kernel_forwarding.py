@@ -157,3 +157,26 @@ def test_cache_miss_upcall_then_mfc_forwards_data(topology: Topology, family: Fa
             mrules.delete_mrule(rule)
     with router.entered():
         assert rule not in mrules.list_mrules(family)
+
+
+def test_wrong_vif_upcall_with_assert(topology: Topology, family: Family, router_table: MrouteSocket):
+    router = topology.router
+    with router.entered():
+        table = vifs.VifTable(router_table)
+        up, down = table.add("up0"), table.add("dn0")
+        rule = mrules.add_mrule(family, TABLE, iif="up0")
+    source, group = SOURCE[family], GROUP[family]
+    with topology.sender.entered():
+        sender = open_sender(family)
+    try:
+        router_table.set_assert(True)
+        # The entry expects the data on dn0 and forwards to up0: data arriving on up0 is "wrong".
+        mfc.MfcTable(router_table).install(source, group, down.index, {up.index})
+        sender.sendto(b"wrong", (str(group), PORT))
+        wait_readable(router_table.fileno(), 2.0, "the WRONGVIF upcall")
+        found = router_table.read_upcalls()
+        assert found == [upcalls.WrongVif(family, up.index, source, group)], found
+    finally:
+        sender.close()
+        with router.entered():
+            mrules.delete_mrule(rule)
