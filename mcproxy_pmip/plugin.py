@@ -23,13 +23,14 @@ from typing import Any, Protocol, runtime_checkable
 
 from mcproxy_pmip.addresses import Family, IPAddress
 from mcproxy_pmip.control.protocol import Arguments, CommandError, CommandHandler
-from mcproxy_pmip.errors import McproxyError
+from mcproxy_pmip.errors import ConfigError, ConfigProblem, McproxyError
 from mcproxy_pmip.membership.timers import PMIPV6_TIMERS, Timers
 from mcproxy_pmip.wire.records import GroupRecord, RecordType
 
 __all__ = [
-    "ENTRY_POINT_GROUP", "EVENT_NAMES", "Arguments", "CommandError", "CommandHandler",
-    "Family", "GroupRecord", "McproxyError", "PMIPV6_TIMERS", "Plugin", "PluginError",
+    "ENTRY_POINT_GROUP", "EVENT_NAMES", "INSTANCE_CREATED", "INSTANCE_REMOVED", "INTERFACE_DOWN",
+    "INTERFACE_UP", "MEMBERSHIP_CHANGED", "Arguments", "CommandError", "CommandHandler",
+    "ConfigError", "ConfigProblem", "Family", "FamilyRecords", "GroupRecord", "McproxyError", "PMIPV6_TIMERS", "Plugin", "PluginError",
     "ProxyEvent", "ProxyFacade", "RecordType", "Timers", "available_plugins",
     "collect_commands", "load_plugin",
 ]

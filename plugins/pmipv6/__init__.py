@@ -1,0 +1,150 @@
+"""The PMIPv6 plugin: the MAG's multicast proxy follows the mobile nodes' bindings.
+
+RFC 6224 §4 (MAG as MLD/IGMP proxy, one instance per MAG→LMA tunnel),
+RFC 5213 §6.9/§6.13 (bindings and their lifetimes), RFC 7411 (subscription
+context transfer payloads). Binding events come from the control command
+``binding`` (a PMIPv6 daemon's hook script calls ``mcproxy-pmip-ctl``) or,
+with ``event_source: netlink``, from the MN routes a PMIPv6 daemon installs
+(netlink_source.py). The binding state machine is bindings.py. Settings and
+commands: docs/plugins.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcproxy_pmip.plugin import (
+    INSTANCE_REMOVED, PMIPV6_TIMERS, Arguments, CommandError, CommandHandler, ConfigError,
+    ConfigProblem, ProxyFacade, Timers,
+)
+from mcproxy_pmip.wire import rfc7411
+from mcproxy_pmip_plugins.pmipv6.bindings import BindingTable, parse_binding_event
+from mcproxy_pmip_plugins.pmipv6.netlink_source import NetlinkBindingSource
+
+__all__ = ["Pmipv6Plugin", "Pmipv6Settings", "parse_settings"]
+
+log = logging.getLogger(__name__)
+
+EVENT_SOURCES = ("control", "netlink")
+_PROFILES = {"pmipv6": PMIPV6_TIMERS, "default": Timers()}
+_KNOWN_SETTINGS = frozenset({"profile", "remove_empty_instance", "event_source",
+                             "tunnel_for_access", "netns"})
+
+
+@dataclass(frozen=True, slots=True)
+class Pmipv6Settings:
+    """The plugin's validated settings (docs/plugins.md)."""
+
+    profile: Timers = PMIPV6_TIMERS
+    remove_empty_instance: bool = True
+    event_source: str = "control"
+    tunnel_for_access: dict[str, str] = field(default_factory=dict)
+    netns: str | None = None
+
+
+def _problem(message: str) -> ConfigProblem:
+    return ConfigProblem("plugin pmipv6", 0, 0, message)
+
+
+def _parse_profile(value: Any, problems: list[ConfigProblem]) -> Timers:
+    if isinstance(value, str):
+        if value in _PROFILES:
+            return _PROFILES[value]
+        problems.append(_problem(f"profile {value!r} unknown; use {', '.join(_PROFILES)} or a mapping"))
+        return PMIPV6_TIMERS
+    if isinstance(value, Mapping):
+        fields = {"startup_query_interval": PMIPV6_TIMERS.startup_query_interval, **value}
+        try:
+            return Timers(**fields)
+        except (TypeError, ValueError) as exc:
+            problems.append(_problem(f"profile: {exc}"))
+            return PMIPV6_TIMERS
+    problems.append(_problem("profile must be a name or a mapping of timer values"))
+    return PMIPV6_TIMERS
+
+
+def parse_settings(settings: Mapping[str, Any]) -> Pmipv6Settings:
+    """Validate the plugin's configuration section; ``ConfigError`` lists every problem."""
+    problems: list[ConfigProblem] = []
+    problems.extend(_problem(f"unknown setting {name!r}") for name in sorted(set(settings) - _KNOWN_SETTINGS))
+    profile = _parse_profile(settings.get("profile", "pmipv6"), problems)
+    remove_empty = settings.get("remove_empty_instance", True)
+    if not isinstance(remove_empty, bool):
+        problems.append(_problem("remove_empty_instance must be true or false"))
+    source = settings.get("event_source", "control")
+    if source not in EVENT_SOURCES:
+        problems.append(_problem(f"event_source must be one of {', '.join(EVENT_SOURCES)}"))
+    tunnels = settings.get("tunnel_for_access", {})
+    if not (isinstance(tunnels, Mapping)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in tunnels.items())):
+        problems.append(_problem("tunnel_for_access must map access interface names to tunnel names"))
+        tunnels = {}
+    if source == "netlink" and not tunnels:
+        problems.append(_problem("event_source netlink needs tunnel_for_access"))
+    netns = settings.get("netns")
+    if netns is not None and not isinstance(netns, str):
+        problems.append(_problem("netns must be a namespace name"))
+    if problems:
+        raise ConfigError(problems)
+    return Pmipv6Settings(profile, remove_empty, source, dict(tunnels), netns)
+
+
+class Pmipv6Plugin:
+    """Entry point ``pmipv6``: bindings in, downstreams and context transfer out."""
+
+    name = "pmipv6"
+
+    def __init__(self) -> None:
+        self._table: BindingTable | None = None
+        self._source: NetlinkBindingSource | None = None
+        self._unsubscribe: list[Callable[[], None]] = []
+
+    @property
+    def table(self) -> BindingTable | None:
+        return self._table
+
+    def start(self, facade: ProxyFacade, settings: Mapping[str, Any]) -> None:
+        config = parse_settings(settings)
+        self._table = BindingTable(facade, config.profile, config.remove_empty_instance, rfc7411)
+        self._unsubscribe.append(facade.subscribe(INSTANCE_REMOVED, self._table.forget_instance))
+        if config.event_source == "netlink":
+            self._source = NetlinkBindingSource(facade.reactor, config.tunnel_for_access,
+                                                self._table.handle, config.netns)
+            self._source.start()
+        log.info("pmipv6-started event_source=%s remove_empty_instance=%s",
+                 config.event_source, config.remove_empty_instance)
+
+    def stop(self) -> None:
+        if self._source is not None:
+            self._source.stop()
+            self._source = None
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+        if self._table is not None:
+            self._table.close()
+
+    def commands(self) -> dict[str, CommandHandler]:
+        return {"binding": self._binding, "bindings": self._bindings,
+                "context-export": self._context_export}
+
+    def _running_table(self) -> BindingTable:
+        if self._table is None:
+            raise CommandError("not-running", "the pmipv6 plugin is not started")
+        return self._table
+
+    def _binding(self, args: Arguments) -> dict[str, Any]:
+        table = self._running_table()
+        return table.handle(parse_binding_event(args))
+
+    def _bindings(self, args: Arguments) -> list[dict[str, Any]]:
+        args.finish()
+        return self._running_table().rows()
+
+    def _context_export(self, args: Arguments) -> dict[str, Any]:
+        mn_id = args.string("mn_id")
+        args.finish()
+        return self._running_table().export_context(mn_id)

@@ -1,0 +1,410 @@
+"""The MAG's binding table: PMIPv6 binding events turned into proxy downstreams.
+
+RFC 5213 §6.9 (binding update list on the MAG), §6.13 (lifetime 0 means
+de-registration), RFC 6224 §4 (one multicast proxy instance per MAG→LMA
+tunnel, the MN's access link a downstream of it), RFC 7411 §4 (subscription
+context carried with the handover). Driven by three events: an MN attached
+(``MobileNodeAttached``), its binding refreshed (``BindingRefreshed``), it
+detached (``MobileNodeDetached``); lifetime expiry on ``facade.clock`` acts
+as a detach.
+
+Rules kept here:
+- The first MN of a tunnel creates its instance (``find_or_create_instance``);
+  the last one leaving removes it when ``remove_empty_instance`` is set.
+- An access link is a downstream while at least one bound MN uses it.
+- Every event is idempotent: a repeated attach re-arms the lifetime and
+  reports ``changed: false``.
+- An attach of a known MN on another access link or tunnel, without a detach
+  first (out-of-order signalling during a handover on the same MAG), is a
+  move: the old downstream is removed, the new one added; if the MN had the
+  old link to itself and no context came with the event, its records are
+  carried over to the new link so it keeps its subscriptions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from mcproxy_pmip.plugin import (
+    Arguments, CommandError, Family, FamilyRecords, GroupRecord, McproxyError, ProxyEvent,
+    ProxyFacade, Timers,
+)
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_MN = "unknown-mn"
+BAD_CONTEXT = "bad-context"
+BINDING_MISMATCH = "binding-mismatch"
+PROXY_ERROR = "proxy-error"
+
+_FAMILY_NAMES = {"ipv4": Family.IPV4, "ipv6": Family.IPV6}
+
+
+class ContextCodec(Protocol):
+    """The RFC 7411 payload codec (``mcproxy_pmip.wire.rfc7411``)."""
+
+    def encode_context(self, family: Family, version: int,
+                       records: Sequence[GroupRecord]) -> tuple[int, bytes]: ...
+
+    def decode_context(self, code: int, payload: bytes) -> tuple[Family, int, Sequence[GroupRecord]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ContextEntry:
+    """One family's transferred subscription context: the RFC 7411 code and payload."""
+
+    family: Family
+    code: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MobileNodeAttached:
+    """A Proxy Binding Update was accepted for ``mn_id`` on ``access_if`` (RFC 5213 §6.9.1).
+
+    ``tunnel_if``: the MAG→LMA tunnel (the instance's upstream). ``lma``,
+    ``hnp``: informational. ``lifetime``: seconds, None for no expiry, 0 for
+    de-registration. ``context``: subscription context from the previous MAG.
+    """
+
+    mn_id: str
+    access_if: str
+    tunnel_if: str
+    lma: str | None = None
+    hnp: tuple[str, ...] = ()
+    lifetime: int | None = None
+    context: tuple[ContextEntry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BindingRefreshed:
+    """The binding of ``mn_id`` was re-registered with a new ``lifetime`` (0 = de-registration).
+
+    ``access_if`` / ``tunnel_if``, when given, must match the binding.
+    """
+
+    mn_id: str
+    lifetime: int
+    access_if: str | None = None
+    tunnel_if: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MobileNodeDetached:
+    """The binding of ``mn_id`` ended (de-registration, handover away, or expiry)."""
+
+    mn_id: str
+
+
+BindingEvent = MobileNodeAttached | BindingRefreshed | MobileNodeDetached
+
+
+def _parse_context(entries: list[dict[str, Any]]) -> tuple[ContextEntry, ...]:
+    parsed = []
+    for index, entry in enumerate(entries):
+        args = Arguments(entry)
+        family_name = args.string("family")
+        family = _FAMILY_NAMES.get(family_name)
+        if family is None:
+            raise CommandError("bad-argument", f"context[{index}].family must be ipv4 or ipv6")
+        code = args.integer("code", minimum=0)
+        payload_hex = args.string("payload", required=False) or ""
+        args.finish()
+        try:
+            payload = bytes.fromhex(payload_hex)
+        except ValueError:
+            raise CommandError("bad-argument", f"context[{index}].payload is not hex") from None
+        parsed.append(ContextEntry(family, code, payload))
+    return tuple(parsed)
+
+
+def parse_binding_event(args: Arguments) -> BindingEvent:
+    """The event of a ``binding`` control command (see docs/plugins.md)."""
+    kind = args.string("event")
+    mn_id = args.string("mn_id")
+    if kind == "detach":
+        args.finish()
+        return MobileNodeDetached(mn_id)
+    if kind == "refresh":
+        event = BindingRefreshed(mn_id, args.integer("lifetime", minimum=0),
+                                 args.string("access_if", required=False),
+                                 args.string("tunnel_if", required=False))
+        args.finish()
+        return event
+    if kind == "attach":
+        event = MobileNodeAttached(
+            mn_id, args.string("access_if"), args.string("tunnel_if"),
+            args.string("lma", required=False),
+            tuple(args.string_list("hnp", required=False) or ()),
+            args.integer("lifetime", required=False, minimum=0),
+            _parse_context(args.object_list("context", required=False) or []))
+        args.finish()
+        return event
+    raise CommandError("bad-argument", f"event must be attach, detach or refresh, not {kind!r}")
+
+
+@dataclass(slots=True)
+class Binding:
+    """One entry of the MAG's binding update list (mutable: refreshed in place)."""
+
+    mn_id: str
+    access_if: str
+    tunnel_if: str
+    instance: str
+    lma: str | None
+    hnp: tuple[str, ...]
+    lifetime: int | None
+    expires_at: float | None = None
+    expiry: Any = None
+
+    def row(self, now: float) -> dict[str, Any]:
+        return {"mn_id": self.mn_id, "access_if": self.access_if, "tunnel_if": self.tunnel_if,
+                "instance": self.instance, "lma": self.lma, "hnp": list(self.hnp),
+                "expires_in": None if self.expires_at is None else round(self.expires_at - now, 3)}
+
+
+class BindingTable:
+    """The bindings of one MAG and the proxy state they imply.
+
+    ``handle(event)`` applies one event and returns a JSON-able result; it
+    raises ``CommandError`` ("unknown-mn", "bad-context", "binding-mismatch",
+    "proxy-error") and leaves the table consistent with the facade.
+    """
+
+    def __init__(self, facade: ProxyFacade, profile: Timers, remove_empty_instance: bool,
+                 codec: ContextCodec | None) -> None:
+        self._facade = facade
+        self._profile = profile
+        self._remove_empty_instance = remove_empty_instance
+        self._codec = codec
+        self._bindings: dict[str, Binding] = {}
+        self._instances: dict[str, str] = {}
+
+    # -- queries
+
+    def __contains__(self, mn_id: str) -> bool:
+        return mn_id in self._bindings
+
+    def rows(self) -> list[dict[str, Any]]:
+        now = self._facade.clock.seconds()
+        return [binding.row(now) for binding in sorted(self._bindings.values(), key=lambda b: b.mn_id)]
+
+    def instances(self) -> dict[str, str]:
+        """The instances this table uses, by tunnel interface."""
+        return dict(self._instances)
+
+    # -- events
+
+    def handle(self, event: BindingEvent) -> dict[str, Any]:
+        if isinstance(event, MobileNodeDetached):
+            return self._detach(event.mn_id, "detach")
+        if isinstance(event, BindingRefreshed):
+            return self._refresh(event)
+        return self._attach(event)
+
+    def _attach(self, event: MobileNodeAttached) -> dict[str, Any]:
+        if event.lifetime == 0:
+            return self._detach(event.mn_id, "deregistration")
+        imports = self._decode_context(event.context)
+        existing = self._bindings.get(event.mn_id)
+        result = {"mn_id": event.mn_id, "event": "attach", "changed": False, "moved_from": None}
+        carried: list[FamilyRecords] = []
+        if existing is not None and (existing.access_if, existing.tunnel_if) == (event.access_if, event.tunnel_if):
+            binding = existing
+            result["changed"] = (binding.lma, binding.hnp) != (event.lma, event.hnp)
+            binding.lma, binding.hnp = event.lma, event.hnp
+        else:
+            if existing is not None:
+                carried = self._leave_for_move(existing, keep_records=not imports)
+                result["moved_from"] = {"access_if": existing.access_if, "tunnel_if": existing.tunnel_if}
+            binding = self._join(event)
+            self._collect_instances()
+            result["changed"] = True
+        binding.lifetime = event.lifetime
+        self._arm_expiry(binding)
+        imported = self._import(binding, imports or carried)
+        result.update(instance=binding.instance, access_if=binding.access_if,
+                      tunnel_if=binding.tunnel_if, expires_in=binding.lifetime,
+                      context_records=imported)
+        log.info("binding-attach mn=%s access_if=%s tunnel_if=%s instance=%s changed=%s moved=%s",
+                 event.mn_id, binding.access_if, binding.tunnel_if, binding.instance,
+                 result["changed"], result["moved_from"] is not None)
+        return result
+
+    def _join(self, event: MobileNodeAttached) -> Binding:
+        """Make the MN's access link a downstream of its tunnel's instance; record the binding."""
+        try:
+            instance = self._instances.get(event.tunnel_if)
+            if instance is None:
+                instance = self._facade.find_or_create_instance(event.tunnel_if, self._profile)
+                self._instances[event.tunnel_if] = instance
+            if not self._link_users(event.tunnel_if, event.access_if):
+                self._facade.add_downstream(instance, event.access_if)
+        except McproxyError as exc:
+            self._collect_instances()
+            raise CommandError(PROXY_ERROR, f"attach of {event.mn_id} failed: {exc}") from exc
+        binding = Binding(event.mn_id, event.access_if, event.tunnel_if, instance,
+                          event.lma, event.hnp, event.lifetime)
+        self._bindings[event.mn_id] = binding
+        return binding
+
+    def _leave_for_move(self, binding: Binding, keep_records: bool) -> list[FamilyRecords]:
+        """Take the MN off its old link before it joins the new one; returns the records to carry."""
+        carried: list[FamilyRecords] = []
+        sole_user = self._link_users(binding.tunnel_if, binding.access_if) == [binding]
+        if keep_records and sole_user:
+            carried = list(self._facade.export_records(binding.instance, binding.access_if))
+        self._forget(binding)
+        if sole_user:
+            self._facade.remove_downstream(binding.instance, binding.access_if)
+        return carried
+
+    def _refresh(self, event: BindingRefreshed) -> dict[str, Any]:
+        binding = self._binding(event.mn_id)
+        for name in ("access_if", "tunnel_if"):
+            given = getattr(event, name)
+            if given is not None and given != getattr(binding, name):
+                raise CommandError(BINDING_MISMATCH, f"{event.mn_id} is bound with {name} "
+                                   f"{getattr(binding, name)}, not {given}")
+        if event.lifetime == 0:
+            return self._detach(event.mn_id, "deregistration")
+        binding.lifetime = event.lifetime
+        self._arm_expiry(binding)
+        return {"mn_id": event.mn_id, "event": "refresh", "expires_in": event.lifetime}
+
+    def _detach(self, mn_id: str, reason: str) -> dict[str, Any]:
+        binding = self._binding(mn_id)
+        self._forget(binding)
+        removed_downstream = not self._link_users(binding.tunnel_if, binding.access_if)
+        result = {"mn_id": mn_id, "event": "detach", "reason": reason, "instance": binding.instance,
+                  "removed_downstream": removed_downstream, "removed_instance": False}
+        try:
+            if removed_downstream:
+                self._facade.remove_downstream(binding.instance, binding.access_if)
+        finally:
+            result["removed_instance"] = binding.instance in self._collect_instances()
+        log.info("binding-detach mn=%s reason=%s access_if=%s instance=%s removed_downstream=%s",
+                 mn_id, reason, binding.access_if, binding.instance, removed_downstream)
+        return result
+
+    def export_context(self, mn_id: str) -> dict[str, Any]:
+        """The MN's subscription context as RFC 7411 payloads, one per family with records."""
+        binding = self._binding(mn_id)
+        codec = self._require_codec()
+        entries = []
+        for family, version, records in self._facade.export_records(binding.instance, binding.access_if):
+            if not records:
+                continue
+            code, payload = codec.encode_context(family, version, tuple(records))
+            entries.append({"family": family.name.lower(), "code": code, "payload": payload.hex()})
+        return {"mn_id": mn_id, "context": entries}
+
+    def forget_instance(self, event: ProxyEvent) -> None:
+        """An instance went away under us (operator command): drop its bindings, call nothing."""
+        for binding in [b for b in self._bindings.values() if b.instance == event.instance]:
+            log.warning("binding-dropped mn=%s reason=instance-removed instance=%s",
+                        binding.mn_id, binding.instance)
+            self._forget(binding)
+        for tunnel, instance in list(self._instances.items()):
+            if instance == event.instance:
+                del self._instances[tunnel]
+
+    def close(self) -> None:
+        """Cancel every lifetime timer (the daemon tears the proxy state down itself)."""
+        for binding in self._bindings.values():
+            self._cancel_expiry(binding)
+
+    # -- helpers
+
+    def _binding(self, mn_id: str) -> Binding:
+        binding = self._bindings.get(mn_id)
+        if binding is None:
+            raise CommandError(UNKNOWN_MN, f"no binding for mobile node {mn_id!r}")
+        return binding
+
+    def _link_users(self, tunnel_if: str, access_if: str) -> list[Binding]:
+        return [b for b in self._bindings.values() if (b.tunnel_if, b.access_if) == (tunnel_if, access_if)]
+
+    def _forget(self, binding: Binding) -> None:
+        self._cancel_expiry(binding)
+        del self._bindings[binding.mn_id]
+
+    def _collect_instances(self) -> list[str]:
+        """Drop instances no binding uses; returns those the facade removed."""
+        removed = []
+        used = {b.tunnel_if for b in self._bindings.values()}
+        for tunnel, instance in list(self._instances.items()):
+            if tunnel in used or not self._remove_empty_instance:
+                continue
+            del self._instances[tunnel]
+            if self._facade.remove_instance(instance):
+                removed.append(instance)
+        return removed
+
+    def _arm_expiry(self, binding: Binding) -> None:
+        self._cancel_expiry(binding)
+        if binding.lifetime is None:
+            return
+        clock = self._facade.clock
+        binding.expires_at = clock.seconds() + binding.lifetime
+        binding.expiry = clock.callLater(binding.lifetime, self._expire, binding.mn_id)
+
+    @staticmethod
+    def _cancel_expiry(binding: Binding) -> None:
+        if binding.expiry is not None and binding.expiry.active():
+            binding.expiry.cancel()
+        binding.expiry = None
+        binding.expires_at = None
+
+    def _expire(self, mn_id: str) -> None:
+        binding = self._bindings.get(mn_id)
+        if binding is None:
+            return
+        binding.expiry = None
+        log.info("binding-expired mn=%s lifetime=%s", mn_id, binding.lifetime)
+        try:
+            self._detach(mn_id, "lifetime-expired")
+        except McproxyError:
+            log.exception("binding-expiry-failed mn=%s", mn_id)
+
+    def _require_codec(self) -> ContextCodec:
+        if self._codec is None:
+            raise CommandError(BAD_CONTEXT, "no RFC 7411 context codec available")
+        return self._codec
+
+    def _decode_context(self, entries: Sequence[ContextEntry]) -> list[FamilyRecords]:
+        """Decode before anything changes, so a bad context refuses the whole event."""
+        if not entries:
+            return []
+        codec = self._require_codec()
+        decoded = []
+        for entry in entries:
+            try:
+                family, version, records = codec.decode_context(entry.code, entry.payload)
+            except (McproxyError, ValueError) as exc:
+                raise CommandError(BAD_CONTEXT, f"{entry.family.name.lower()} context code "
+                                   f"{entry.code}: {exc}") from exc
+            if family is not entry.family:
+                raise CommandError(BAD_CONTEXT, f"context code {entry.code} is {family.name.lower()}, "
+                                   f"declared {entry.family.name.lower()}")
+            decoded.append((family, version, tuple(records)))
+        return decoded
+
+    def _import(self, binding: Binding, imports: Sequence[FamilyRecords]) -> int:
+        count = 0
+        for family, version, records in imports:
+            if not records:
+                continue
+            try:
+                self._facade.import_records(binding.instance, binding.access_if, family, version, records)
+            except McproxyError as exc:
+                raise CommandError(PROXY_ERROR, f"{binding.mn_id} attached, context import "
+                                   f"failed: {exc}") from exc
+            count += len(records)
+        return count
+
+
+EventHandler = Callable[[BindingEvent], dict[str, Any]]
