@@ -189,10 +189,23 @@ class _Parser:
         return self.raw
 
     def recover(self) -> None:
-        """Skip to just after the next ';' (the end of the broken command)."""
+        """Skip to just after the next ';', or to a command that starts a line (a missing ';')."""
+        current = self.peek()
+        if self.pos > 0 and self.tokens[self.pos - 1].line != current.line and self.starts_command(current):
+            return
         while self.peek().kind not in ("SEMI", "EOF"):
-            self.advance()
+            token = self.advance()
+            following = self.peek()
+            if following.line != token.line and self.starts_command(following):
+                return
         self.advance()
+
+    def starts_command(self, token: Token) -> bool:
+        keyword = token.keyword()
+        if keyword in ("protocol", "pinstance", "disable"):
+            return True
+        return (keyword == "table" and self.peek(1).kind == "WORD"
+                and self.peek(2).kind == "LBRACE")
 
     def command(self) -> None:
         token = self.peek()
@@ -236,15 +249,19 @@ class _Parser:
             instance.table = Located(number.text, self.loc(number))
             self.expect("RPAREN", "')' after the routing table number")
         self.expect("COLON", "':' after the instance name")
-        while self.peek().kind == "WORD":
-            token = self.advance()
-            instance.upstreams.append(Located(token.text, self.loc(token)))
+        instance.upstreams.extend(self.interface_names())
         self.expect("ARROW", "'==>' after the upstream list")
-        while self.peek().kind == "WORD":
-            token = self.advance()
-            instance.downstreams.append(Located(token.text, self.loc(token)))
+        instance.downstreams.extend(self.interface_names())
         self.expect("SEMI", "';' after the downstream list")
         self.raw.instances.append(instance)
+
+    def interface_names(self) -> list[Located]:
+        """Names up to the next punctuation or keyword (quote an interface named like a keyword)."""
+        names: list[Located] = []
+        while self.peek().kind == "WORD" and self.peek().keyword() is None:
+            token = self.advance()
+            names.append(Located(token.text, self.loc(token)))
+        return names
 
     def binding(self, instance: Located, start: Token) -> None:
         role = self.expect_keyword(("upstream", "downstream"), "'upstream' or 'downstream'")
