@@ -233,7 +233,7 @@ class RouterInterface:
         """Send the queries now due, delete empty groups, reschedule, report changes."""
         for group, changed in touched.items():
             g = self._groups[group]
-            if g.query_at is not None and g.query_at <= now:
+            if g.query_due(now):
                 self._send_group_queries(g, now, out)
             if g.is_empty():
                 del self._groups[group]
@@ -323,7 +323,7 @@ class RouterInterface:
                 continue
             g.heap_seq = -1
             changed = g.expire(now)
-            if g.query_at is not None and g.query_at <= now:
+            if g.query_due(now):
                 self._send_group_queries(g, now, out)
             if g.is_empty():
                 del self._groups[group]

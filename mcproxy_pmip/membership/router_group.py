@@ -27,7 +27,8 @@ class RouterGroup:
     """The state of one group on one link (RFC 3376 §6.2.1)."""
 
     __slots__ = ("group", "filter_mode", "group_timer_at", "sources", "v1_host_present_at",
-                 "v2_host_present_at", "query_at", "group_queries_left", "source_queries_left",
+                 "v2_host_present_at", "group_query_at", "group_queries_left", "source_query_at",
+                 "source_queries_left",
                  "heap_seq", "scheduled_at")
 
     def __init__(self, group: IPAddress) -> None:
@@ -37,8 +38,9 @@ class RouterGroup:
         self.sources: dict[IPAddress, float | None] = {}
         self.v1_host_present_at: float | None = None
         self.v2_host_present_at: float | None = None
-        self.query_at: float | None = None
+        self.group_query_at: float | None = None
         self.group_queries_left = 0
+        self.source_query_at: float | None = None
         self.source_queries_left: dict[IPAddress, int] = {}
         self.heap_seq = -1
         self.scheduled_at: float | None = None
@@ -92,8 +94,8 @@ class RouterGroup:
     def next_deadline(self) -> float | None:
         """The earliest running timer of this record, or None."""
         candidates = [at for at in self.sources.values() if at is not None]
-        for at in (self.group_timer_at, self.query_at, self.v1_host_present_at,
-                   self.v2_host_present_at):
+        for at in (self.group_timer_at, self.group_query_at, self.source_query_at,
+                   self.v1_host_present_at, self.v2_host_present_at):
             if at is not None:
                 candidates.append(at)
         return min(candidates) if candidates else None
@@ -184,7 +186,7 @@ class RouterGroup:
         """§6.6.3.1 "Send Q(G)": group timer to LMQT, [LMQC] transmissions due now."""
         self.lower_group_timer(now + lmqt)
         self.group_queries_left = count
-        self.query_at = now
+        self.group_query_at = now
 
     def schedule_source_query(self, sources: set[IPAddress] | frozenset, now: float, lmqt: float,
                               count: int) -> bool:
@@ -194,12 +196,20 @@ class RouterGroup:
         for s in lowered:
             self.source_queries_left[s] = count
         if lowered:
-            self.query_at = now
+            self.source_query_at = now
         return bool(lowered)
+
+    def query_due(self, now: float) -> bool:
+        """True if a Q(G) or Q(G,X) (re)transmission is due."""
+        return ((self.group_query_at is not None and self.group_query_at <= now)
+                or (self.source_query_at is not None and self.source_query_at <= now))
 
     def take_query(self, now: float, lmqt: float, lmqi: float
                    ) -> tuple[bool | None, tuple[IPAddress, ...], tuple[IPAddress, ...]]:
         """Build the queries due now and count them down (§6.6.3.1 / §6.6.3.2).
+
+        Q(G) and Q(G,X) keep their own retransmission schedules: a new Q(G,X)
+        sends the pending sources at once without spending a Q(G) transmission.
 
         Returns (Q(G) with its S flag, or None if no Q(G) is due; sources with
         timer > LMQT, sent with S set; sources with timer <= LMQT, sent with S
@@ -208,11 +218,14 @@ class RouterGroup:
         """
         threshold = now + lmqt
         group_query: bool | None = None
-        if self.group_queries_left > 0:
+        if self.group_query_at is not None and self.group_query_at <= now:
             self.group_queries_left -= 1
             group_query = self.group_timer_at is not None and self.group_timer_at > threshold
+            self.group_query_at = now + lmqi if self.group_queries_left > 0 else None
         above: list[IPAddress] = []
         below: list[IPAddress] = []
+        if self.source_query_at is None or self.source_query_at > now:
+            return group_query, (), ()
         left = self.source_queries_left
         for s in sorted(left):
             at = self.sources.get(s)
@@ -226,12 +239,12 @@ class RouterGroup:
                 del left[s]
         if group_query is not None:
             above = []
-        pending = self.group_queries_left > 0 or bool(left)
-        self.query_at = now + lmqi if pending else None
+        self.source_query_at = now + lmqi if left else None
         return group_query, tuple(above), tuple(below)
 
     def cancel_queries(self) -> None:
         """Drop pending query retransmissions (we stopped being the querier)."""
         self.group_queries_left = 0
+        self.group_query_at = None
         self.source_queries_left.clear()
-        self.query_at = None
+        self.source_query_at = None
