@@ -9,7 +9,8 @@ Addresses that are tentative (duplicate address detection still running) or
 whose DAD failed are left out: the kernel will not send from them, and MLD
 messages must leave from a usable link-local address (RFC 3810 §5).
 
-Sockets are opened in the calling thread's network namespace.
+Sockets are opened in the calling thread's network namespace, or in the named
+one (``netns``, as under /run/netns) for tests and the testbed.
 """
 
 from __future__ import annotations
@@ -141,9 +142,9 @@ def build_info(link: LinkState, addresses: list[AddressState]) -> InterfaceInfo:
     )
 
 
-def _dump(message: Any, message_type: int) -> list[Any]:
+def _dump(message: Any, message_type: int, netns: str | None) -> list[Any]:
     """Run one rtnetlink dump request on a private socket and return every answer."""
-    sock = IPRSocket(groups=0)
+    sock = IPRSocket(groups=0, netns=netns)
     try:
         sock.bind(groups=0)
         sock.put(message, msg_type=message_type, msg_flags=NLM_F_REQUEST | NLM_F_DUMP,
@@ -165,39 +166,40 @@ def _dump(message: Any, message_type: int) -> list[Any]:
         sock.close()
 
 
-def dump_links() -> list[LinkState]:
-    """Every link in the current namespace (RTM_GETLINK dump)."""
-    return [parse_link(msg) for msg in _dump(ifinfmsg(), RTM_GETLINK)]
+def dump_links(netns: str | None = None) -> list[LinkState]:
+    """Every link in the namespace (RTM_GETLINK dump)."""
+    return [parse_link(msg) for msg in _dump(ifinfmsg(), RTM_GETLINK, netns)
+            if msg["family"] != socket.AF_BRIDGE]
 
 
-def dump_addresses() -> list[AddressState]:
-    """Every IPv4 and IPv6 address in the current namespace (RTM_GETADDR dump)."""
+def dump_addresses(netns: str | None = None) -> list[AddressState]:
+    """Every IPv4 and IPv6 address in the namespace (RTM_GETADDR dump)."""
     request = ifaddrmsg()
     request["family"] = socket.AF_UNSPEC
-    parsed = (parse_address(msg) for msg in _dump(request, RTM_GETADDR))
+    parsed = (parse_address(msg) for msg in _dump(request, RTM_GETADDR, netns))
     return [entry for entry in parsed if entry is not None]
 
 
-def snapshot() -> tuple[InterfaceInfo, ...]:
-    """All interfaces of the current namespace with their addresses, by ifindex."""
+def snapshot(netns: str | None = None) -> tuple[InterfaceInfo, ...]:
+    """All interfaces of the namespace with their usable addresses, by ifindex."""
     by_index: dict[int, list[AddressState]] = {}
-    for entry in dump_addresses():
+    for entry in dump_addresses(netns):
         by_index.setdefault(entry.ifindex, []).append(entry)
-    links = sorted(dump_links(), key=lambda link: link.ifindex)
+    links = sorted(dump_links(netns), key=lambda link: link.ifindex)
     return tuple(build_info(link, by_index.get(link.ifindex, [])) for link in links)
 
 
-def interface_by_name(name: str) -> InterfaceInfo | None:
-    """The interface called ``name`` in the current namespace, or None."""
-    for info in snapshot():
+def interface_by_name(name: str, netns: str | None = None) -> InterfaceInfo | None:
+    """The interface called ``name``, or None."""
+    for info in snapshot(netns):
         if info.name == name:
             return info
     return None
 
 
-def interface_by_index(ifindex: int) -> InterfaceInfo | None:
-    """The interface with index ``ifindex`` in the current namespace, or None."""
-    for info in snapshot():
+def interface_by_index(ifindex: int, netns: str | None = None) -> InterfaceInfo | None:
+    """The interface with index ``ifindex``, or None."""
+    for info in snapshot(netns):
         if info.ifindex == ifindex:
             return info
     return None

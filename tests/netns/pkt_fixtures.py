@@ -29,9 +29,10 @@ HOST_V4 = ipaddress.IPv4Interface("10.77.0.2/24")
 T = TypeVar("T")
 
 
-def run(*args: str) -> str:
+def run(*args: str, input_text: str | None = None) -> str:
     """Run a command; fail with its stderr if it fails."""
-    result = subprocess.run(args, capture_output=True, text=True, timeout=20, check=False)
+    result = subprocess.run(args, capture_output=True, text=True, timeout=20, check=False,
+                            input=input_text)
     if result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
     return result.stdout
