@@ -1,0 +1,91 @@
+"""IPv4 header with options (Router Alert, RFC 2113) and IPv6 Hop-by-Hop Router Alert (RFC 2711)."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+
+import pytest
+
+from mcproxy_pmip.errors import MalformedPacket
+from mcproxy_pmip.wire import igmp, ipv4, ipv6
+
+G = ipaddress.IPv4Address("232.1.1.1")
+
+
+def ipv4_packet(payload: bytes, options: bytes = b"", ttl: int = 1, total: int | None = None) -> bytes:
+    ihl = (20 + len(options)) // 4
+    length = total if total is not None else 20 + len(options) + len(payload)
+    header = struct.pack(
+        "!BBHHHBBH4s4s", 0x40 | ihl, 0xC0, length, 1, 0, ttl, 2, 0,
+        ipaddress.IPv4Address("10.1.1.2").packed, ipaddress.IPv4Address("224.0.0.22").packed,
+    )
+    return header + options + payload
+
+
+def test_header_with_router_alert() -> None:
+    payload = igmp.build(igmp.IgmpV2Report(G))
+    hdr = ipv4.parse_header(ipv4_packet(payload, ipv4.ROUTER_ALERT_OPTION))
+    assert hdr.has_router_alert
+    assert (hdr.ttl, hdr.protocol, hdr.header_length, hdr.tos) == (1, 2, 24, 0xC0)
+    assert hdr.src == ipaddress.IPv4Address("10.1.1.2")
+    assert hdr.dst == ipaddress.IPv4Address("224.0.0.22")
+    assert igmp.parse(hdr.payload) == igmp.IgmpV2Report(G)
+
+
+def test_header_without_options_and_with_other_options() -> None:
+    assert not ipv4.parse_header(ipv4_packet(b"x" * 8)).has_router_alert
+    nops = b"\x01\x01\x01\x00"
+    assert not ipv4.parse_header(ipv4_packet(b"", nops)).has_router_alert
+    assert ipv4.parse_header(ipv4_packet(b"", b"\x01\x01\x01\x01" + ipv4.ROUTER_ALERT_OPTION)).has_router_alert
+
+
+def test_payload_is_cut_to_total_length() -> None:
+    packet = ipv4_packet(b"abcdefgh", total=24) + b"junk"
+    assert ipv4.parse_header(packet).payload == b"abcd"
+
+
+@pytest.mark.parametrize(
+    ("packet", "reason"),
+    [
+        (b"\x45" + bytes(10), "ip_too_short"),
+        (b"\x65" + bytes(19), "not_ipv4"),
+        (b"\x44" + bytes(19), "bad_ip_header_length"),
+        (ipv4_packet(b"", total=40), "ip_truncated"),
+        (ipv4_packet(b"", b"\x94\x08\x00\x00"), "bad_ip_option"),
+        (ipv4_packet(b"", b"\x01\x01\x01\x94"), "bad_ip_option"),
+    ],
+)
+def test_malformed_headers(packet: bytes, reason: str) -> None:
+    with pytest.raises(MalformedPacket) as info:
+        ipv4.parse_header(packet)
+    assert info.value.reason == reason
+
+
+def test_hop_by_hop_router_alert_bytes_are_what_scapy_builds() -> None:
+    from scapy.layers.inet6 import IPv6ExtHdrHopByHop, RouterAlert
+
+    assert ipv6.HOP_BY_HOP_ROUTER_ALERT == bytes(IPv6ExtHdrHopByHop(nh=0, options=[RouterAlert()]))
+    assert len(ipv6.HOP_BY_HOP_ROUTER_ALERT) == 8
+
+
+def test_parse_hop_by_hop() -> None:
+    parsed = ipv6.parse_hop_by_hop(b"\x3a" + ipv6.HOP_BY_HOP_ROUTER_ALERT[1:])
+    assert parsed.next_header == 58
+    assert parsed.router_alert == 0 and parsed.has_mld_router_alert
+    padded = bytes([58, 0, 0, 1, 1, 0x00, 0x00, 0x00])  # Pad1, PadN(3)
+    assert ipv6.parse_hop_by_hop(padded).router_alert is None
+    other = bytes([58, 0, 5, 2, 0, 2, 1, 0])  # Router Alert value 2 (RSVP)
+    assert ipv6.parse_hop_by_hop(other).router_alert == 2
+    assert not ipv6.parse_hop_by_hop(other).has_mld_router_alert
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\x00", bytes([58, 1, 0, 0, 0, 0, 0, 0]), bytes([58, 0, 5, 9, 0, 0, 0, 0]),
+     bytes([58, 0, 1, 0, 1, 0, 0, 5])],
+)
+def test_malformed_hop_by_hop(data: bytes) -> None:
+    with pytest.raises(MalformedPacket) as info:
+        ipv6.parse_hop_by_hop(data)
+    assert info.value.reason == "bad_hop_by_hop"
