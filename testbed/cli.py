@@ -1,0 +1,93 @@
+"""``mcproxy-pmip-testbed``: run a handover scenario, or clean up after a killed run.
+
+``run`` without arguments runs the embedded default scenario (one source, one
+LMA, two MAGs, one MN with an IPv6 and an IPv4 stream, three handovers) with
+the best mode the daemon offers, prints progress and a summary table and
+writes the results folder. ``clean`` removes every ``mptb*`` namespace and
+the processes left in them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mcproxy_pmip.errors import ConfigError
+from mcproxy_pmip_testbed import nsutil
+from mcproxy_pmip_testbed.daemons import SPECS
+from mcproxy_pmip_testbed.runner import best_mode, run_scenario
+from mcproxy_pmip_testbed.scenario import MODES, default_scenario, load_scenario
+
+COLUMNS = ("handover", "mn", "from_mag", "to_mag", "family", "group", "l2_outage_ms", "gap_ms",
+           "lost", "duplicated", "attach_to_upstream_report_ms", "attach_to_first_packet_ms")
+
+
+def summary_table(rows: Sequence[dict[str, Any]]) -> str:
+    header = ["#", "mn", "from", "to", "fam", "group", "l2 ms", "gap ms", "lost", "dup",
+              "att->rep ms", "att->pkt ms"]
+    cells = [header] + [["-" if row[c] is None else str(row[c]) for c in COLUMNS] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join("  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells)
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    scenario = (load_scenario(args.scenario.read_text(), str(args.scenario))
+                if args.scenario else default_scenario())
+    spec = SPECS[args.daemon]()
+    mode = args.mode or scenario.mode or best_mode(spec)
+    if mode != "static" and not spec.supports_plugin:
+        print(f"mode {mode} needs a daemon with the pmipv6 plugin; {spec.name} has none",
+              file=sys.stderr)
+        return 2
+    out = args.out or Path("results") / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    print(f"scenario: {len(scenario.topology.mns)} MN(s), {len(scenario.handovers)} handover(s),"
+          f" mode {mode}, daemon {spec.name}, results in {out}", flush=True)
+    results = run_scenario(scenario, mode, out, spec, progress=lambda t: print(t, flush=True))
+    print(summary_table(results["handovers"]))
+    print(f"results: {out / 'results.json'}  plot: {out / 'plot.png'}")
+    return 0
+
+
+def cmd_clean(_args: argparse.Namespace) -> int:
+    removed = nsutil.clean_leftovers()
+    print(f"removed {len(removed)} namespace(s)" + (": " + " ".join(removed) if removed else ""))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mcproxy-pmip-testbed", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a handover scenario")
+    run.add_argument("--scenario", type=Path)
+    run.add_argument("--mode", choices=MODES)
+    run.add_argument("--out", type=Path)
+    run.add_argument("--daemon", choices=sorted(SPECS), default="mcproxy-pmip")
+    run.set_defaults(handler=cmd_run)
+    clean = sub.add_parser("clean", help="remove namespaces and processes of killed runs")
+    clean.set_defaults(handler=cmd_clean)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(message)s")
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print(f"scenario invalid:\n{exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; torn down", file=sys.stderr)
+        return 130
+
+

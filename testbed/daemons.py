@@ -1,0 +1,117 @@
+"""Pluggable multicast daemons of the testbed: what runs on the LMAs and MAGs.
+
+A ``DaemonSpec`` is an argv template plus a config writer; the runner starts
+one daemon per LMA (upstream: the source link, downstreams: its tunnels, so the
+LMA is the multicast router of its tunnels, RFC 6224 §4.1) and one per MAG
+(one proxy instance per LMA tunnel, RFC 6224 §4.2: upstream the tunnel,
+downstreams the MN access links). Two specs ship: ``mcproxy-pmip`` (default,
+from the running interpreter's bin directory) and ``igmpproxy`` (a real IPv4
+proxy, so the testbed runs without our daemon).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import shutil
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+ARGV_FIELDS = ("config", "control")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProxyInstancePlan:
+    """One RFC 4605 proxy instance: one upstream, its downstreams."""
+
+    name: str
+    upstream: str
+    downstreams: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DaemonRole:
+    """What one daemon must do on one node."""
+
+    node: str
+    kind: str  # "lma" | "mag"
+    mode: str  # "static" | "plugin" | "context"
+    instances: tuple[ProxyInstancePlan, ...]
+    other_interfaces: tuple[str, ...]  # interfaces the daemon must leave alone
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DaemonSpec:
+    """How to run a daemon: ``argv`` may contain ``{config}`` and ``{control}``."""
+
+    name: str
+    argv: tuple[str, ...]
+    write_config: Callable[[DaemonRole], str]
+    families: frozenset[int]  # IP versions it proxies
+    has_control: bool  # speaks the JSON-lines control protocol
+    plugin_argv: tuple[str, ...] = ()  # appended in plugin/context modes
+
+    def command(self, role: DaemonRole, config: Path, control: Path) -> list[str]:
+        fields: Mapping[str, str] = {"config": str(config), "control": str(control)}
+        argv = [part.format(**fields) for part in self.argv]
+        if role.mode != "static" and role.kind == "mag":
+            argv += [part.format(**fields) for part in self.plugin_argv]
+        return argv
+
+    @property
+    def supports_plugin(self) -> bool:
+        return self.has_control and bool(self.plugin_argv) and _plugin_installed()
+
+
+def _plugin_installed() -> bool:
+    return importlib.util.find_spec("mcproxy_pmip_plugins.pmipv6") is not None
+
+
+def mcproxy_config(role: DaemonRole) -> str:
+    """mcproxy grammar: IGMPv3 and MLDv2 together, one pinstance per instance.
+
+    In plugin/context modes a MAG starts with no instance: the pmipv6 plugin
+    creates one per tunnel at the first attach (SCENARIOS 18).
+    """
+    lines = [f"# {role.kind} {role.node}, mode {role.mode} (written by the testbed)",
+             "protocol MLDv2;", "protocol IGMPv3;"]
+    if role.kind == "lma" or role.mode == "static":
+        for instance in role.instances:
+            lines.append(f"pinstance {instance.name}: {instance.upstream} ==> "
+                         f"{' '.join(instance.downstreams)};")
+    return "\n".join(lines) + "\n"
+
+
+def igmpproxy_config(role: DaemonRole) -> str:
+    """igmpproxy handles one upstream: the first instance; everything else disabled."""
+    instance = role.instances[0]
+    lines = ["quickleave",
+             f"phyint {instance.upstream} upstream ratelimit 0 threshold 1",
+             "        altnet 0.0.0.0/0"]
+    lines += [f"phyint {d} downstream ratelimit 0 threshold 1" for d in instance.downstreams]
+    used = {instance.upstream, *instance.downstreams}
+    for other in role.instances[1:]:
+        used.discard(other.upstream)
+    lines += [f"phyint {i} disabled" for i in role.other_interfaces if i not in used]
+    return "\n".join(lines) + "\n"
+
+
+def mcproxy_pmip_spec() -> DaemonSpec:
+    daemon = Path(sys.executable).parent / "mcproxy-pmip"
+    return DaemonSpec(name="mcproxy-pmip", argv=(str(daemon), "-f", "{config}", "-v",
+                                                 "--control", "{control}"),
+                      write_config=mcproxy_config, families=frozenset({4, 6}),
+                      has_control=True, plugin_argv=("--plugin", "pmipv6"))
+
+
+def igmpproxy_spec() -> DaemonSpec:
+    return DaemonSpec(name="igmpproxy", argv=(shutil.which("igmpproxy") or "igmpproxy", "-n",
+                                              "-v", "{config}"),
+                      write_config=igmpproxy_config, families=frozenset({4}), has_control=False)
+
+
+SPECS: Mapping[str, Callable[[], DaemonSpec]] = {
+    "mcproxy-pmip": mcproxy_pmip_spec,
+    "igmpproxy": igmpproxy_spec,
+}
