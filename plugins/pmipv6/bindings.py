@@ -24,7 +24,7 @@ Rules kept here:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -406,5 +406,3 @@ class BindingTable:
             count += len(records)
         return count
 
-
-EventHandler = Callable[[BindingEvent], dict[str, Any]]
