@@ -30,9 +30,14 @@ class ReportSeen:
     joined: frozenset[str]
 
 
-def tcpdump_argv(ifname: str, path: str, snaplen: int = 256) -> list[str]:
-    return ["tcpdump", "-i", ifname, "-w", path, "-U", "-n", "-s", str(snaplen),
+REPORTS_ONLY = "igmp or icmp6 or (ip6 and ip6[6] == 0)"  # MLD follows a Hop-by-Hop header
+
+
+def tcpdump_argv(ifname: str, path: str, snaplen: int = 256,
+                 bpf_filter: str | None = None) -> list[str]:
+    argv = ["tcpdump", "-i", ifname, "-w", path, "-U", "-n", "-s", str(snaplen),
             "--immediate-mode", "-Z", "root"]
+    return argv + ([bpf_filter] if bpf_filter else [])
 
 
 def read_pcap(data: bytes) -> Iterator[tuple[float, int, bytes]]:

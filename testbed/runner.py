@@ -97,12 +97,14 @@ class ScenarioRun:
                       f"{len(self.plan.topology.mags)} MAG(s), mode {self.mode}")
 
     def _start_captures(self, testbed: Testbed) -> None:
-        wanted = [(t.mag, t.mag_tunnel_if) for t in self.plan.tunnels]
-        wanted += [tuple(item.split(":", 1)) for item in self.scenario.options.capture]
-        for node, ifname in dict.fromkeys(wanted):
+        wanted = {(t.mag, t.mag_tunnel_if): capture.REPORTS_ONLY for t in self.plan.tunnels}
+        for item in self.scenario.options.capture:  # chosen links: every packet
+            wanted[tuple(item.split(":", 1))] = None
+        for (node, ifname), bpf_filter in wanted.items():
             path = self.out / f"{node}-{ifname}.pcap"
             testbed.processes.start(f"tcpdump-{node}-{ifname}", self.plan.ns(node),
-                                    capture.tcpdump_argv(ifname, str(path)))
+                                    capture.tcpdump_argv(ifname, str(path),
+                                                         bpf_filter=bpf_filter))
             self.captures[f"{node}:{ifname}"] = path
         deadline_at = time.monotonic() + 5.0
         for path in self.captures.values():  # tcpdump writes the pcap header once listening
