@@ -1,7 +1,7 @@
 """The raw IGMP socket: every IGMP packet in, queries and reports out (IPv4).
 
 Receiving: a raw ``IPPROTO_IGMP`` socket hands over each packet with its IPv4
-header (RFC 791 §3.1). The header is parsed here for TTL, addresses and the
+header (RFC 791 §3.1), parsed by ``wire.ipv4`` for TTL, addresses and the
 Router Alert option (RFC 2113); the receiving interface comes from
 ``IP_PKTINFO`` ancillary data, never from the source address, so reports from
 0.0.0.0 or from outside the interface's subnet are kept (RFC 3376 §4.2.13,
@@ -33,20 +33,16 @@ from collections import Counter
 from dataclasses import dataclass
 
 from mcproxy_pmip.errors import KernelError, MalformedPacket
+from mcproxy_pmip.wire.ipv4 import ROUTER_ALERT_OPTION, parse_header
 
 log = logging.getLogger(__name__)
 
 IP_PKTINFO = 8  # <linux/in.h>; missing from Python 3.11's socket module
-IPOPT_END = 0
-IPOPT_NOOP = 1
-IPOPT_ROUTER_ALERT = 148  # RFC 2113: copied flag + option 20
-ROUTER_ALERT_OPTION = bytes((IPOPT_ROUTER_ALERT, 4, 0, 0))
 TOS_INTERNETWORK_CONTROL = 0xC0
 IGMP_TTL = 1
 
 _IN_PKTINFO = struct.Struct("=i4s4s")  # ipi_ifindex, ipi_spec_dst, ipi_addr
 _IP_MREQN = struct.Struct("=4s4si")  # imr_multiaddr, imr_address, imr_ifindex
-_MIN_HEADER_LENGTH = 20
 _RECV_BUFFER_SIZE = 65535
 _ANCILLARY_BUFFER_SIZE = socket.CMSG_SPACE(_IN_PKTINFO.size)
 DEFAULT_MAX_PACKETS_PER_READ = 64
@@ -64,65 +60,25 @@ class ReceivedIgmp:
     payload: bytes  # the IGMP message, after the IP header
 
 
-@dataclass(frozen=True, slots=True)
-class Ipv4Header:
-    """The parts of an IPv4 header that IGMP validation needs."""
-
-    header_length: int
-    total_length: int
-    ttl: int
-    protocol: int
-    src: ipaddress.IPv4Address
-    dst: ipaddress.IPv4Address
-    router_alert: bool
-
-
-def parse_ipv4_header(data: bytes) -> Ipv4Header:
-    """Parse an IPv4 header (RFC 791 §3.1) and scan its options for Router Alert.
-
-    Raises ``MalformedPacket`` for anything that is not a complete IPv4 header.
-    """
-    if len(data) < _MIN_HEADER_LENGTH:
-        raise MalformedPacket("ipv4-short", f"{len(data)} octets")
-    version, ihl = data[0] >> 4, data[0] & 0x0F
-    if version != 4:
-        raise MalformedPacket("ipv4-version", str(version))
-    header_length = ihl * 4
-    if header_length < _MIN_HEADER_LENGTH or header_length > len(data):
-        raise MalformedPacket("ipv4-header-length", f"ihl={ihl} packet={len(data)}")
-    total_length = struct.unpack_from("!H", data, 2)[0]
-    if total_length < header_length or total_length > len(data):
-        raise MalformedPacket("ipv4-total-length", f"total={total_length} packet={len(data)}")
-    return Ipv4Header(
-        header_length=header_length,
-        total_length=total_length,
-        ttl=data[8],
-        protocol=data[9],
-        src=ipaddress.IPv4Address(data[12:16]),
-        dst=ipaddress.IPv4Address(data[16:20]),
-        router_alert=_has_router_alert(data[_MIN_HEADER_LENGTH:header_length]),
+def decode_packet(data: bytes, ancillary: list[tuple[int, int, bytes]], flags: int) -> ReceivedIgmp:
+    """Turn what ``recvmsg`` returned into a ``ReceivedIgmp``; ``MalformedPacket`` if it cannot."""
+    if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+        raise MalformedPacket("truncated", f"flags={flags:#x}")
+    ifindex = None
+    for level, kind, value in ancillary:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= _IN_PKTINFO.size:
+            ifindex = _IN_PKTINFO.unpack_from(value)[0]
+    if ifindex is None:
+        raise MalformedPacket("no_pktinfo")
+    header = parse_header(data)
+    return ReceivedIgmp(
+        ifindex=ifindex,
+        src=header.src,
+        dst=header.dst,
+        ttl=header.ttl,
+        router_alert=header.has_router_alert,
+        payload=header.payload,
     )
-
-
-def _has_router_alert(options: bytes) -> bool:
-    """True if the IPv4 options carry Router Alert (RFC 2113 §2.1)."""
-    offset = 0
-    while offset < len(options):
-        kind = options[offset]
-        if kind == IPOPT_END:
-            return False
-        if kind == IPOPT_NOOP:
-            offset += 1
-            continue
-        if offset + 1 >= len(options):
-            raise MalformedPacket("ipv4-option-truncated", f"type={kind}")
-        length = options[offset + 1]
-        if length < 2 or offset + length > len(options):
-            raise MalformedPacket("ipv4-option-length", f"type={kind} length={length}")
-        if kind == IPOPT_ROUTER_ALERT:
-            return True
-        offset += length
-    return False
 
 
 def _setsockopt(sock: socket.socket, level: int, option: int, value: int | bytes, op: str) -> None:
@@ -178,38 +134,12 @@ class IgmpSocket:
                 break
             except OSError as exc:
                 raise KernelError("recvmsg(IGMP)", exc.errno or errno.EIO) from exc
-            packet = self._decode(data, ancillary, flags)
-            if packet is not None:
-                packets.append(packet)
+            try:
+                packets.append(decode_packet(data, ancillary, flags))
+            except MalformedPacket as exc:
+                self.drops[exc.reason] += 1
+                log.debug("igmp_packet_dropped reason=%s %s", exc.reason, exc.detail)
         return packets
-
-    def _decode(self, data: bytes, ancillary: list[tuple[int, int, bytes]],
-                flags: int) -> ReceivedIgmp | None:
-        if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
-            return self._drop("truncated", f"flags={flags:#x}")
-        ifindex = None
-        for level, kind, value in ancillary:
-            if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= _IN_PKTINFO.size:
-                ifindex = _IN_PKTINFO.unpack_from(value)[0]
-        if ifindex is None:
-            return self._drop("no-pktinfo", "")
-        try:
-            header = parse_ipv4_header(data)
-        except MalformedPacket as exc:
-            return self._drop(exc.reason, exc.detail)
-        return ReceivedIgmp(
-            ifindex=ifindex,
-            src=header.src,
-            dst=header.dst,
-            ttl=header.ttl,
-            router_alert=header.router_alert,
-            payload=data[header.header_length:header.total_length],
-        )
-
-    def _drop(self, reason: str, detail: str) -> None:
-        self.drops[reason] += 1
-        log.debug("igmp_packet_dropped reason=%s %s", reason, detail)
-        return None
 
     def send(self, ifindex: int, src_address: ipaddress.IPv4Address | None,
              dst: ipaddress.IPv4Address, payload: bytes) -> None:

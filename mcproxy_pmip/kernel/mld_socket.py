@@ -4,7 +4,7 @@ Receiving: a raw ``IPPROTO_ICMPV6`` socket filtered (``ICMP6_FILTER``, RFC 3542
 §3.2) to the MLD types 130 (query), 131 (MLDv1 report), 132 (done) and 143
 (MLDv2 report). Ancillary data gives the receiving interface and destination
 (``IPV6_PKTINFO``), the hop limit (``IPV6_HOPLIMIT``) and the Hop-by-Hop
-options header, scanned for Router Alert (RFC 2711). The kernel verifies the
+options header, parsed by ``wire.ipv6`` for Router Alert (RFC 2711). The kernel verifies the
 ICMPv6 checksum of what it delivers. Validation (hop limit 1, link-local
 source, RFC 3810 §5.1.14 / §5.2.13) is the caller's.
 
@@ -31,6 +31,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from mcproxy_pmip.errors import KernelError, MalformedPacket
+from mcproxy_pmip.wire.ipv6 import HOP_BY_HOP_ROUTER_ALERT, parse_hop_by_hop
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +42,7 @@ MLD_LISTENER_DONE = 132
 MLDV2_LISTENER_REPORT = 143
 MLD_TYPES = (MLD_LISTENER_QUERY, MLD_LISTENER_REPORT, MLD_LISTENER_DONE, MLDV2_LISTENER_REPORT)
 
-IP6OPT_PAD1 = 0
-IP6OPT_PADN = 1
-IP6OPT_ROUTER_ALERT = 5
-ROUTER_ALERT_MLD = 0  # RFC 2711 §2.1: value 0 = Multicast Listener Discovery message
 MLD_HOP_LIMIT = 1
-
-# Next Header (filled by the kernel), Hdr Ext Len 0 (8 octets),
-# Router Alert (type 5, length 2, value 0), PadN (type 1, length 0).
-HOP_BY_HOP_ROUTER_ALERT = bytes((0, 0, IP6OPT_ROUTER_ALERT, 2, 0, ROUTER_ALERT_MLD, IP6OPT_PADN, 0))
 
 _IN6_PKTINFO = struct.Struct("=16si")  # ipi6_addr, ipi6_ifindex
 _IPV6_MREQ = struct.Struct("=16si")  # ipv6mr_multiaddr, ipv6mr_interface
@@ -83,28 +76,36 @@ def icmp6_filter_passing(types: tuple[int, ...]) -> bytes:
     return struct.pack("=8I", *words)
 
 
-def hop_by_hop_has_router_alert(header: bytes) -> bool:
-    """True if a Hop-by-Hop options header (RFC 8200 §4.3) carries Router Alert."""
-    if len(header) < 2:
-        raise MalformedPacket("hbh-short", f"{len(header)} octets")
-    length = (header[1] + 1) * 8
-    if length > len(header):
-        raise MalformedPacket("hbh-length", f"declared {length} got {len(header)}")
-    offset = 2
-    while offset < length:
-        kind = header[offset]
-        if kind == IP6OPT_PAD1:
-            offset += 1
+def decode_packet(data: bytes, ancillary: list[tuple[int, int, bytes]], flags: int,
+                  address: tuple[str, int, int, int]) -> ReceivedMld:
+    """Turn what ``recvmsg`` returned into a ``ReceivedMld``; ``MalformedPacket`` if it cannot."""
+    if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+        raise MalformedPacket("truncated", f"flags={flags:#x}")
+    pktinfo = None
+    hop_limit = None
+    router_alert = False
+    for level, kind, value in ancillary:
+        if level != socket.IPPROTO_IPV6:
             continue
-        if offset + 1 >= length:
-            raise MalformedPacket("hbh-option-truncated", f"type={kind}")
-        option_length = header[offset + 1]
-        if offset + 2 + option_length > length:
-            raise MalformedPacket("hbh-option-length", f"type={kind} length={option_length}")
-        if kind == IP6OPT_ROUTER_ALERT:
-            return True
-        offset += 2 + option_length
-    return False
+        if kind == socket.IPV6_PKTINFO and len(value) >= _IN6_PKTINFO.size:
+            pktinfo = _IN6_PKTINFO.unpack_from(value)
+        elif kind == socket.IPV6_HOPLIMIT and len(value) >= _HOPLIMIT.size:
+            hop_limit = _HOPLIMIT.unpack_from(value)[0]
+        elif kind == socket.IPV6_HOPOPTS:
+            router_alert = parse_hop_by_hop(value).router_alert is not None
+    if pktinfo is None or hop_limit is None:
+        raise MalformedPacket("no_pktinfo", f"pktinfo={pktinfo} hop_limit={hop_limit}")
+    destination, ifindex = pktinfo
+    # The source comes as text with a %scope suffix for link-local addresses.
+    source = ipaddress.IPv6Address(address[0].split("%", 1)[0])
+    return ReceivedMld(
+        ifindex=ifindex,
+        src=source,
+        dst=ipaddress.IPv6Address(destination),
+        hop_limit=hop_limit,
+        router_alert=router_alert,
+        payload=data,
+    )
 
 
 def _setsockopt(sock: socket.socket, level: int, option: int, value: int | bytes, op: str) -> None:
@@ -161,48 +162,12 @@ class MldSocket:
                 break
             except OSError as exc:
                 raise KernelError("recvmsg(ICMPv6)", exc.errno or errno.EIO) from exc
-            packet = self._decode(data, ancillary, flags, address)
-            if packet is not None:
-                packets.append(packet)
+            try:
+                packets.append(decode_packet(data, ancillary, flags, address))
+            except MalformedPacket as exc:
+                self.drops[exc.reason] += 1
+                log.debug("mld_packet_dropped reason=%s %s", exc.reason, exc.detail)
         return packets
-
-    def _decode(self, data: bytes, ancillary: list[tuple[int, int, bytes]], flags: int,
-                address: tuple) -> ReceivedMld | None:
-        if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
-            return self._drop("truncated", f"flags={flags:#x}")
-        pktinfo = None
-        hop_limit = None
-        router_alert = False
-        try:
-            for level, kind, value in ancillary:
-                if level != socket.IPPROTO_IPV6:
-                    continue
-                if kind == socket.IPV6_PKTINFO and len(value) >= _IN6_PKTINFO.size:
-                    pktinfo = _IN6_PKTINFO.unpack_from(value)
-                elif kind == socket.IPV6_HOPLIMIT and len(value) >= _HOPLIMIT.size:
-                    hop_limit = _HOPLIMIT.unpack_from(value)[0]
-                elif kind == socket.IPV6_HOPOPTS:
-                    router_alert = hop_by_hop_has_router_alert(value)
-        except MalformedPacket as exc:
-            return self._drop(exc.reason, exc.detail)
-        if pktinfo is None or hop_limit is None:
-            return self._drop("no-pktinfo", f"pktinfo={pktinfo} hop_limit={hop_limit}")
-        destination, ifindex = pktinfo
-        # The source comes as text with a %scope suffix for link-local addresses.
-        source = ipaddress.IPv6Address(address[0].split("%", 1)[0])
-        return ReceivedMld(
-            ifindex=ifindex,
-            src=source,
-            dst=ipaddress.IPv6Address(destination),
-            hop_limit=hop_limit,
-            router_alert=router_alert,
-            payload=data,
-        )
-
-    def _drop(self, reason: str, detail: str) -> None:
-        self.drops[reason] += 1
-        log.debug("mld_packet_dropped reason=%s %s", reason, detail)
-        return None
 
     def send(self, ifindex: int, src_link_local: ipaddress.IPv6Address | None,
              dst: ipaddress.IPv6Address, payload: bytes) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from mcproxy_pmip.addresses import ALL_ROUTERS_V4, ALL_SYSTEMS, ALL_V3_ROUTERS
 from mcproxy_pmip.kernel.igmp_socket import IgmpSocket, ReceivedIgmp
-from pkt_fixtures import (HOST_IF, HOST_V4, ROUTER_IF, ROUTER_V4, Link, in_netns, inet_checksum,
+from pkt_fixtures import (HOST_IF, HOST_V4, ROUTER_V4, Link, in_netns, inet_checksum,
                           run, sysctl, veth_link, wait_for)
 
 __all__ = ["veth_link"]  # the fixture, imported for pytest
