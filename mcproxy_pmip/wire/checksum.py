@@ -59,7 +59,7 @@ def ipv6_pseudo_header(
 def icmpv6_checksum(
     data: bytes, src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address
 ) -> int:
-    """The checksum of ICMPv6 message ``data`` (its checksum field zeroed) from ``src`` to ``dst``."""
+    """The checksum of ICMPv6 message ``data`` (checksum field zeroed), ``src`` to ``dst``."""
     return internet_checksum(ipv6_pseudo_header(src, dst, len(data)) + data)
 
 

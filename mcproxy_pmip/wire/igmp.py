@@ -147,7 +147,10 @@ class IgmpV2Leave:
 
 @dataclass(frozen=True, slots=True)
 class IgmpV3Report:
-    """An IGMPv3 Membership Report. ``skipped_records``: records of unknown type dropped."""
+    """An IGMPv3 Membership Report. ``skipped_records``: records of unknown type dropped.
+
+    ``skipped_records`` is a receive-side count: ``build`` does not send it.
+    """
 
     records: tuple[GroupRecord, ...]
     skipped_records: int = 0

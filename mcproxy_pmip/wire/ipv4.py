@@ -67,7 +67,7 @@ class Ipv4Header:
 
 
 def parse_header(packet: bytes) -> Ipv4Header:
-    """Parse an IPv4 packet as read from a raw socket; raise ``MalformedPacket`` if it does not parse."""
+    """Parse an IPv4 packet read from a raw socket; ``MalformedPacket`` if it does not parse."""
     packet = bytes(packet)
     if len(packet) < MIN_HEADER_LENGTH:
         raise MalformedPacket("ip_too_short", f"{len(packet)} octets")

@@ -127,7 +127,10 @@ class MldDone:
 
 @dataclass(frozen=True, slots=True)
 class MldV2Report:
-    """An MLDv2 Multicast Listener Report. ``skipped_records``: records of unknown type dropped."""
+    """An MLDv2 Multicast Listener Report. ``skipped_records``: records of unknown type dropped.
+
+    ``skipped_records`` is a receive-side count: ``build`` does not send it.
+    """
 
     records: tuple[GroupRecord, ...]
     skipped_records: int = 0

@@ -108,7 +108,9 @@ def decode_body(data: bytes, family: Family) -> tuple[tuple[GroupRecord, ...], i
     for index in range(count):
         fixed_end = offset + _RECORD_HEADER.size + alen
         if fixed_end > len(data):
-            raise MalformedPacket("record_overrun", f"record {index} of {count} starts past the end")
+            raise MalformedPacket(
+                "record_overrun", f"record {index} of {count} starts past the end"
+            )
         record_type, aux_words, nsources = _RECORD_HEADER.unpack_from(data, offset)
         sources_end = fixed_end + nsources * alen
         end = sources_end + aux_words * 4

@@ -1,7 +1,8 @@
-"""Any byte string either parses or raises MalformedPacket; nothing else escapes (h11-style contract)."""
+"""Any byte string either parses or raises MalformedPacket; nothing else escapes (as in h11)."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 
 from hypothesis import HealthCheck, given, settings
@@ -102,10 +103,20 @@ def test_ipv6_parse_hop_by_hop(data: bytes) -> None:
     parses_or_malformed(ipv6.parse_hop_by_hop, data)
 
 
+RFC7411_SEEDS = [s[4:] for s in IGMP_SEEDS[4:]]
+
+
 @FUZZ
-@given(st.integers(0, 6), st.one_of(st.binary(max_size=64), mutated([s[4:] for s in IGMP_SEEDS[4:]])))
+@given(st.integers(0, 6), st.one_of(st.binary(max_size=64), mutated(RFC7411_SEEDS)))
 def test_rfc7411_decode_context(code: int, payload: bytes) -> None:
     parses_or_malformed(lambda p: rfc7411.decode_context(code, p), payload)
+
+
+def without_skipped_count(msg):
+    """Skipped records are not rebuilt: what comes back has none."""
+    if isinstance(msg, igmp.IgmpV3Report | mld.MldV2Report):
+        return dataclasses.replace(msg, skipped_records=0)
+    return msg
 
 
 @FUZZ
@@ -116,7 +127,7 @@ def test_what_parses_builds_back_to_a_parseable_message(data: bytes) -> None:
         msg = igmp.parse(data)
     except MalformedPacket:
         return
-    assert igmp.parse(igmp.build(msg)) == msg
+    assert igmp.parse(igmp.build(msg)) == without_skipped_count(msg)
 
 
 @FUZZ
@@ -126,4 +137,4 @@ def test_what_parses_as_mld_builds_back(data: bytes) -> None:
         msg = mld.parse(data)
     except MalformedPacket:
         return
-    assert mld.parse(mld.build(msg)) == msg
+    assert mld.parse(mld.build(msg)) == without_skipped_count(msg)

@@ -132,7 +132,8 @@ def test_unknown_record_types_are_skipped_and_counted() -> None:
 
 
 def test_record_counts_overrunning_the_packet_are_malformed() -> None:
-    data = bytearray(igmp.build(igmp.IgmpV3Report((GroupRecord(RecordType.ALLOW_NEW_SOURCES, G, (S1,)),))))
+    record = GroupRecord(RecordType.ALLOW_NEW_SOURCES, G, (S1,))
+    data = bytearray(igmp.build(igmp.IgmpV3Report((record,))))
     data[10:12] = (2).to_bytes(2, "big")  # Number of Sources 2, one present
     with pytest.raises(MalformedPacket) as info:
         igmp.parse(with_checksum(bytes(data)))
@@ -156,7 +157,8 @@ def test_invalid_messages_cannot_be_constructed() -> None:
     with pytest.raises(ValueError):
         igmp.IgmpQuery(3, 10.0, ipaddress.IPv6Address("ff02::1"))
     with pytest.raises(ValueError):
-        igmp.build(igmp.IgmpV3Report((GroupRecord(RecordType.MODE_IS_EXCLUDE, ipaddress.IPv6Address("ff05::1")),)))
+        v6_record = GroupRecord(RecordType.MODE_IS_EXCLUDE, ipaddress.IPv6Address("ff05::1"))
+        igmp.build(igmp.IgmpV3Report((v6_record,)))
 
 
 def test_large_values_saturate_and_big_robustness_becomes_qrv_0() -> None:

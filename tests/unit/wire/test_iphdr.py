@@ -13,7 +13,9 @@ from mcproxy_pmip.wire import igmp, ipv4, ipv6
 G = ipaddress.IPv4Address("232.1.1.1")
 
 
-def ipv4_packet(payload: bytes, options: bytes = b"", ttl: int = 1, total: int | None = None) -> bytes:
+def ipv4_packet(
+    payload: bytes, options: bytes = b"", ttl: int = 1, total: int | None = None
+) -> bytes:
     ihl = (20 + len(options)) // 4
     length = total if total is not None else 20 + len(options) + len(payload)
     header = struct.pack(
@@ -37,7 +39,8 @@ def test_header_without_options_and_with_other_options() -> None:
     assert not ipv4.parse_header(ipv4_packet(b"x" * 8)).has_router_alert
     nops = b"\x01\x01\x01\x00"
     assert not ipv4.parse_header(ipv4_packet(b"", nops)).has_router_alert
-    assert ipv4.parse_header(ipv4_packet(b"", b"\x01\x01\x01\x01" + ipv4.ROUTER_ALERT_OPTION)).has_router_alert
+    after_nops = b"\x01\x01\x01\x01" + ipv4.ROUTER_ALERT_OPTION
+    assert ipv4.parse_header(ipv4_packet(b"", after_nops)).has_router_alert
 
 
 def test_payload_is_cut_to_total_length() -> None:

@@ -139,7 +139,8 @@ def _scapy_icmpv6(layer, dst: V6) -> bytes:
     """What scapy puts on the wire for ``layer`` from SRC to ``dst`` (checksum included)."""
     from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop, RouterAlert
 
-    pkt = IPv6(src=str(SRC), dst=str(dst), hlim=1) / IPv6ExtHdrHopByHop(options=[RouterAlert()]) / layer
+    hop_by_hop = IPv6ExtHdrHopByHop(options=[RouterAlert()])
+    pkt = IPv6(src=str(SRC), dst=str(dst), hlim=1) / hop_by_hop / layer
     built = IPv6(bytes(pkt))
     return bytes(built[IPv6ExtHdrHopByHop].payload)
 
@@ -194,7 +195,10 @@ def test_our_checksums_equal_scapys() -> None:
     msg = mld.MldV2Report((GroupRecord(RecordType.ALLOW_NEW_SOURCES, G, (S1,)),))
     ours = mld.build(msg, SRC, MLDV2_ROUTERS)
     theirs = _scapy_icmpv6(
-        ICMPv6MLReport2(records_number=1, records=[ICMPv6MLDMultAddrRec(rtype=5, dst=str(G), sources=[str(S1)])]),
+        ICMPv6MLReport2(
+            records_number=1,
+            records=[ICMPv6MLDMultAddrRec(rtype=5, dst=str(G), sources=[str(S1)])],
+        ),
         MLDV2_ROUTERS,
     )
     assert ours == theirs

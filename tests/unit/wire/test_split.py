@@ -65,7 +65,8 @@ def _report_fits(records: tuple[GroupRecord, ...], family: Family) -> bool:
 
 def test_small_records_share_reports_and_overflow_into_more() -> None:
     records = tuple(
-        GroupRecord(RecordType.MODE_IS_EXCLUDE, ipaddress.IPv4Address(0xE8000000 + i)) for i in range(200)
+        GroupRecord(RecordType.MODE_IS_EXCLUDE, ipaddress.IPv4Address(0xE8000000 + i))
+        for i in range(200)
     )
     reports = split.split_report_records(records, Family.IPV4)
     assert [len(r) for r in reports] == [183, 17]  # (1500 - 24 - 8) // 8 = 183
