@@ -53,7 +53,7 @@ class RouterInterface:
         self._ohpi = timers.older_host_present_interval
         self._lmqt = timers.last_member_query_time
         self._lmqi = timers.last_member_query_interval
-        self._lmqc = timers.lmq_count
+        self._lmqc = max(1, timers.lmq_count)     # a Send Q action sends at least one query
         self._newest = family.newest_version
         self._querier = QuerierState(own_address, timers, options.querier_election)
         self._groups: dict[IPAddress, RouterGroup] = {}
