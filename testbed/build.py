@@ -67,6 +67,8 @@ def kernel_has_ip6tnl() -> bool:
 class Testbed:
     """A built domain: namespaces, links, relays. Use as a context manager."""
 
+    __test__ = False  # not a pytest test class despite the name
+
     def __init__(self, plan: Plan, workdir: Path, mn_sees_link_change: bool = False) -> None:
         self.plan = plan
         self.workdir = workdir
