@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 import struct
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from mcproxy_pmip.addresses import ALL_ROUTERS_V4, ALL_SYSTEMS, ALL_V3_ROUTERS
+from mcproxy_pmip.errors import KernelError
 from mcproxy_pmip.kernel.igmp_socket import IgmpSocket, ReceivedIgmp
 from pkt_fixtures import (HOST_IF, HOST_V4, ROUTER_V4, Link, in_netns, inet_checksum,
                           run, sysctl, veth_link, wait_for)
@@ -183,3 +185,11 @@ def test_sent_query_has_ttl_1_router_alert_tos_and_is_answered(
     # Multicast loopback is off: our own query never came back to us.
     assert [p for p in before if p.payload[:1] == b"\x11"] == []
 
+
+
+def test_failed_join_raises_kernel_error(veth_link: Link, router_socket: IgmpSocket) -> None:
+    with pytest.raises(KernelError) as caught:
+        router_socket.join(veth_link.router_ifindex + 1000, GROUP)
+    assert caught.value.errno == errno.ENODEV
+    with pytest.raises(KernelError):
+        router_socket.join(veth_link.router_ifindex, ALL_V3_ROUTERS)  # already joined: EADDRINUSE

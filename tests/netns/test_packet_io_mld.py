@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 import struct
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from mcproxy_pmip.addresses import ALL_MLDV2_ROUTERS, ALL_NODES, ALL_ROUTERS_V6
+from mcproxy_pmip.errors import KernelError
 from mcproxy_pmip.kernel.mld_socket import MldSocket, ReceivedMld
 from pkt_fixtures import HOST_IF, Link, in_netns, sysctl, veth_link, wait_for
 
@@ -185,3 +187,9 @@ def test_sent_query_has_hop_limit_1_router_alert_link_local_source_and_is_answer
     assert answer.ifindex == veth_link.router_ifindex
     # Multicast loopback is off: our own query never came back to us.
     assert [p for p in before if p.payload[0] == MLD_QUERY] == []
+
+
+def test_failed_join_raises_kernel_error(veth_link: Link, router_socket: MldSocket) -> None:
+    with pytest.raises(KernelError) as caught:
+        router_socket.join(veth_link.router_ifindex + 1000, GROUP)
+    assert caught.value.errno == errno.ENODEV
