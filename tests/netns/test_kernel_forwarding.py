@@ -180,3 +180,70 @@ def test_wrong_vif_upcall_with_assert(topology: Topology, family: Family, router
         sender.close()
         with router.entered():
             mrules.delete_mrule(rule)
+
+
+def open_oracle(family: Family) -> socket.socket:
+    """A plain raw IGMP / ICMPv6 socket joined to the report group on dn0 (so reports are delivered)."""
+    ifindex = socket.if_nametoindex("dn0")
+    report_group = family.all_routers_report_group
+    if family is Family.IPV4:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IGMP)
+        mreq = struct.pack("4s4si", report_group.packed, bytes(4), ifindex)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+    else:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+        mreq = report_group.packed + struct.pack("@I", ifindex)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+    sock.setblocking(False)
+    return sock
+
+
+def test_mroute_socket_gets_upcalls_only_not_reports(topology: Topology, family: Family, router_table: MrouteSocket):
+    with topology.router.entered():
+        oracle = open_oracle(family)
+    try:
+        with topology.receiver.entered():
+            receiver = open_receiver(family)  # the join makes the receiver's kernel send reports
+        report_type = 0x22 if family is Family.IPV4 else 143  # IGMPv3 / MLDv2 report
+        deadline = time.monotonic() + 3.0
+        seen = None
+        while seen is None:
+            wait_readable(oracle.fileno(), max(0.0, deadline - time.monotonic()), "a report at the router")
+            data = oracle.recv(2000)
+            # Raw IPv4 sockets include the IP header (with the Router Alert option).
+            offset = (data[0] & 0x0F) * 4 if family is Family.IPV4 else 0
+            if len(data) > offset and data[offset] == report_type:
+                seen = data
+        readable, _, _ = select.select([router_table.fileno()], [], [], 0)
+        assert readable == [], "the report must not reach the mroute socket"
+        assert router_table.read_upcalls() == []
+        assert router_table.ignored_packets == 0 and router_table.malformed_upcalls == 0
+        receiver.close()
+    finally:
+        oracle.close()
+
+
+def test_mfc_update_and_vif_removal(topology: Topology, family: Family, router_table: MrouteSocket):
+    router = topology.router
+    ip_family = "-4" if family is Family.IPV4 else "-6"
+    with router.entered():
+        table = vifs.VifTable(router_table)
+        up, down = table.add("up0"), table.add("dn0")
+    source, group = SOURCE[family], GROUP[family]
+    entries = mfc.MfcTable(router_table)
+    entries.install(source, group, up.index, set())
+    shown = router.ip(ip_family, "mroute", "show", "table", str(TABLE))
+    assert "Iif: up0" in shown and "Oifs" not in shown, shown
+    entries.install(source, group, up.index, {down.index})
+    shown = router.ip(ip_family, "mroute", "show", "table", str(TABLE))
+    assert shown.count(str(group)) == 1 and "Oifs: dn0" in shown, shown
+    with pytest.raises(ValueError):
+        entries.install(source, group, up.index, {up.index})
+    assert entries.without_vif(down.index) == [mfc.MfcEntry(source, group, up.index, frozenset())]
+    with router.entered():
+        table.remove("dn0")
+    shown = router.ip(ip_family, "mroute", "show", "table", str(TABLE))
+    assert "Iif: up0" in shown and "dn0" not in shown, shown
+    assert entries.without_vif(up.index) == [mfc.MfcEntry(source, group, up.index, frozenset())]
+    assert len(entries) == 0
+    assert router.ip(ip_family, "mroute", "show", "table", str(TABLE)).strip() == ""
