@@ -15,7 +15,9 @@
   groups are never proxied).
 
 Time is explicit: every entry point takes ``now``; ``get_timer`` is the earliest
-deadline of all children and ``handle_timer`` fires the due ones.
+deadline of all children and ``handle_timer`` fires the due ones. A child's
+deadline only moves when the core calls it, so the core keeps each child's
+last known deadline in one heap and asks again only the children it touched.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import replace
 from mcproxy_pmip.addresses import Family, IPAddress, is_link_local_scope_group
 from mcproxy_pmip.membership.actions import (Action, ForwardingChanged, MembershipChanged,
                                              QuerierChanged, Trace)
+from mcproxy_pmip.membership.deadlines import Deadlines
 from mcproxy_pmip.membership.filters import AllowAll, Direction, FilterPolicy
 from mcproxy_pmip.membership.host import UpstreamHost
 from mcproxy_pmip.membership.merge import MembershipState, merge
@@ -70,6 +73,9 @@ class InstanceCore:
             f: {} for f in Family}
         #: family -> group -> merged database record
         self._database: dict[Family, dict[IPAddress, MembershipState]] = {f: {} for f in Family}
+        #: each child's last known deadline; ``_touched`` children must be asked again
+        self._child_deadlines = Deadlines()
+        self._touched: set[RouterInterface | UpstreamHost] = set()
         for interface in upstreams:
             self._create_upstream(interface)
 
@@ -100,11 +106,13 @@ class InstanceCore:
                    else self._router_options(interface))
         router = RouterInterface(interface, family, own_address, options)
         self._routers[family][interface] = router
+        self._touched.add(router)
         return self._follow(now, router.start(now))
 
     def remove_downstream(self, now: float, interface: str, family: Family) -> list[Action]:
         """Drop a downstream and all its state; the database and the upstream follow at once."""
         router = self._routers[family].pop(interface)
+        self._forget_child(router)
         actions = router.stop(now)
         mentioned = {a.group for a in actions if isinstance(a, MembershipChanged)}
         actions.extend(MembershipChanged(interface, family, group)
@@ -127,6 +135,7 @@ class InstanceCore:
         actions: list[Action] = []
         for family in Family:
             host = self._hosts.pop((interface, family))
+            self._forget_child(host)
             for group in list(host.groups()):
                 actions.extend(host.set_membership(now, group, FilterMode.INCLUDE, _NO_SOURCES))
         actions.extend(self._refresh_all_upstreams(now))
@@ -215,7 +224,9 @@ class InstanceCore:
                 desired = self._upstream_allowed(interface, group, merged)
                 selected = selected or desired is not None
             mode, sources = desired if desired is not None else (FilterMode.INCLUDE, _NO_SOURCES)
-            actions.extend(self._hosts[(interface, family)].set_membership(now, group, mode, sources))
+            host = self._hosts[(interface, family)]
+            self._touched.add(host)
+            actions.extend(host.set_membership(now, group, mode, sources))
         return actions
 
     def _upstream_allowed(self, interface: str, group: IPAddress,
@@ -245,6 +256,7 @@ class InstanceCore:
                           (("instance", self.name), ("interface", interface), ("source", source)))]
         actions: list[Action] = []
         records = self._downstream_allowed(interface, records, actions)
+        self._touched.add(router)
         actions.extend(router.handle_report(now, version, records, source))
         return self._follow(now, actions)
 
@@ -282,13 +294,16 @@ class InstanceCore:
                      robustness: int, query_interval: float) -> list[Action]:
         """A query on an upstream goes to the host side; on a downstream, to the election."""
         if interface in self._upstreams:
-            return self._hosts[(interface, family)].handle_query(
+            host = self._hosts[(interface, family)]
+            self._touched.add(host)
+            return host.handle_query(
                 now, version, group, sources, max_resp_interval, source,
                 robustness=robustness, query_interval=query_interval)
         router = self._routers[family].get(interface)
         if router is None:
             return [Trace("query_on_unknown_interface",
                           (("instance", self.name), ("interface", interface), ("source", source)))]
+        self._touched.add(router)
         return self._follow(now, router.handle_query(
             now, version, group, sources, source, max_resp_interval, suppress_router_processing,
             robustness, query_interval))
@@ -306,34 +321,43 @@ class InstanceCore:
         router = self._routers[family][interface]
         actions: list[Action] = []
         records = self._downstream_allowed(interface, records, actions)
+        self._touched.add(router)
         actions.extend(router.import_records(now, version, records))
         return self._follow(now, actions)
 
     # -- time ------------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
-        deadlines = [at for child in self._children() if (at := child.get_timer()) is not None]
-        return min(deadlines) if deadlines else None
+        self._refresh_deadlines()
+        return self._child_deadlines.earliest()
 
     def handle_timer(self, now: float) -> list[Action]:
         """Fire the due deadlines of every router, re-merge, then the upstream hosts'."""
+        self._refresh_deadlines()
+        due = self._child_deadlines.pop_due(now)
+        self._touched.update(due)
         actions: list[Action] = []
-        for routers in self._routers.values():
-            for router in list(routers.values()):
-                at = router.get_timer()
-                if at is not None and at <= now:
-                    actions.extend(router.handle_timer(now))
+        for child in due:
+            if isinstance(child, RouterInterface):
+                actions.extend(child.handle_timer(now))
         actions = self._follow(now, actions)
-        for host in self._hosts.values():
-            at = host.get_timer()
-            if at is not None and at <= now:
-                actions.extend(host.handle_timer(now))
+        for child in due:
+            if isinstance(child, UpstreamHost):
+                actions.extend(child.handle_timer(now))
         return actions
 
-    def _children(self) -> Iterable[RouterInterface | UpstreamHost]:
-        for routers in self._routers.values():
-            yield from routers.values()
-        yield from self._hosts.values()
+    def _refresh_deadlines(self) -> None:
+        for child in self._touched:
+            at = child.get_timer()
+            if at is None:
+                self._child_deadlines.cancel(child)
+            elif at != self._child_deadlines.get(child):
+                self._child_deadlines.set(child, at)
+        self._touched.clear()
+
+    def _forget_child(self, child: RouterInterface | UpstreamHost) -> None:
+        self._touched.discard(child)
+        self._child_deadlines.cancel(child)
 
     # -- forwarding (RFC 4605 §4.2) ----------------------------------------------------------
 
