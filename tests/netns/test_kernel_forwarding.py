@@ -10,6 +10,7 @@ NOCACHE upcall of the first packet, installs the MFC entry and the receiver
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import select
 import socket
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import pytest
 
 from mcproxy_pmip.addresses import Family
+from mcproxy_pmip.errors import KernelError
 from mcproxy_pmip.kernel import counters, mfc, mrules, upcalls, vifs
 from mcproxy_pmip.kernel.mroute import MrouteSocket
 from tests.netns.netns_fixtures import Netns, address, netns_factory, veth  # noqa: F401 (fixture)
@@ -247,3 +249,35 @@ def test_mfc_update_and_vif_removal(topology: Topology, family: Family, router_t
     assert entries.without_vif(up.index) == [mfc.MfcEntry(source, group, up.index, frozenset())]
     assert len(entries) == 0
     assert router.ip(ip_family, "mroute", "show", "table", str(TABLE)).strip() == ""
+    with pytest.raises(KernelError) as missing:
+        counters.read_sg_counters(router_table, source, group)
+    assert missing.value.errno == errno.EADDRNOTAVAIL
+
+
+def test_read_upcalls_is_bounded_and_never_blocks(topology: Topology, family: Family, router_table: MrouteSocket):
+    with topology.router.entered():
+        table = vifs.VifTable(router_table)
+        up = table.add("up0")
+        rule = mrules.add_mrule(family, TABLE, iif="up0")
+    base = GROUP[family]
+    groups = [base + n for n in range(5)]
+    with topology.sender.entered():
+        sender = open_sender(family)
+    try:
+        for group in groups:
+            sender.sendto(b"x", (str(group), PORT))
+        found: list[upcalls.Upcall] = []
+        deadline = time.monotonic() + 2.0
+        while len(found) < len(groups):
+            wait_readable(router_table.fileno(), max(0.0, deadline - time.monotonic()), "five NOCACHE upcalls")
+            batch = router_table.read_upcalls(max_messages=2)
+            assert 1 <= len(batch) <= 2
+            found += batch
+        assert sorted(found, key=lambda u: u.group) == [
+            upcalls.NoCache(family, up.index, SOURCE[family], group) for group in groups
+        ]
+        assert router_table.read_upcalls() == [], "returns at once when nothing is queued"
+    finally:
+        sender.close()
+        with topology.router.entered():
+            mrules.delete_mrule(rule)
