@@ -291,3 +291,24 @@ def test_invalid_configuration_is_refused() -> None:
         h.core.add_downstream(h.now, "up0", V4, None)
     with pytest.raises(ValueError):
         h.core.add_downstream(h.now, "d1", V4, None)
+
+
+def test_losing_the_querier_election_stops_forwarding_to_that_link() -> None:
+    # SCENARIOS 7 / RFC 4605 §4: a non-querier proxy does not forward onto the link.
+    h = Harness()
+    h.report("d1", rec(RecordType.CHANGE_TO_EXCLUDE, G))
+    h.report("d2", rec(RecordType.CHANGE_TO_EXCLUDE, G))
+    lower = ipaddress.ip_address("10.1.0.0")
+    out = h.core.handle_query(h.now, "d1", V4, 3, None, (), lower, 10.0, False, 2, 125.0)
+    assert ForwardingChanged(V4, G) in out
+    assert h.core.outputs(V4, S1, G, "up0") == {"d2"}
+
+
+def test_data_filters_upstream_in_and_downstream_out() -> None:
+    rules = _Rules(("up0", Direction.IN, G, S2), ("d2", Direction.OUT, G, S1))
+    h = Harness(filters=rules)
+    h.report("d1", rec(RecordType.CHANGE_TO_EXCLUDE, G))
+    h.report("d2", rec(RecordType.CHANGE_TO_EXCLUDE, G))
+    assert h.core.outputs(V4, S1, G, "up0") == {"d1"}
+    assert h.core.outputs(V4, S2, G, "up0") == frozenset()
+    assert h.core.outputs(V4, S3, G, "up0") == {"d1", "d2"}
