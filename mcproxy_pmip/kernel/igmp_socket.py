@@ -38,6 +38,7 @@ from mcproxy_pmip.wire.ipv4 import ROUTER_ALERT_OPTION, parse_header
 log = logging.getLogger(__name__)
 
 IP_PKTINFO = 8  # <linux/in.h>; missing from Python 3.11's socket module
+IP_ROUTER_ALERT = 5  # <linux/in.h>: deliver Router Alert packets the host does not consume
 TOS_INTERNETWORK_CONTROL = 0xC0
 IGMP_TTL = 1
 
@@ -104,6 +105,9 @@ class IgmpSocket:
         try:
             self._sock.setblocking(False)
             _setsockopt(self._sock, socket.IPPROTO_IP, IP_PKTINFO, 1, "setsockopt(IP_PKTINFO)")
+            # IGMPv2 reports go to the group itself; on a multicast router the kernel
+            # hands such Router Alert packets only to IP_ROUTER_ALERT sockets.
+            _setsockopt(self._sock, socket.IPPROTO_IP, IP_ROUTER_ALERT, 1, "setsockopt(IP_ROUTER_ALERT)")
             _setsockopt(self._sock, socket.IPPROTO_IP, socket.IP_OPTIONS, ROUTER_ALERT_OPTION,
                         "setsockopt(IP_OPTIONS)")
             _setsockopt(self._sock, socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, IGMP_TTL,

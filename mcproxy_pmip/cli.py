@@ -1,0 +1,99 @@
+"""``mcproxy-pmip``: the daemon's command line, a drop-in for mcproxy's.
+
+Flags: ``-f FILE`` (default ``mcproxy.conf``), ``-c`` kernel feature check,
+``-s`` status print, ``-d`` / ``-v`` logging detail, ``-t`` check the config,
+``-r`` reset rp_filter (restored on exit), ``-h``; ours: ``--control PATH``,
+``--no-control``, ``--plugin NAME``, ``--seed N``, ``--require-router-alert``.
+Exit status: 0 after a requested stop, 2 for a configuration error (before
+anything touches the kernel), 1 for a runtime failure. SIGTERM / SIGINT stop
+cleanly; SIGHUP reloads the configuration file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from mcproxy_pmip import __version__, logsetup
+from mcproxy_pmip.config import load_config
+from mcproxy_pmip.control.protocol import DEFAULT_SOCKET_PATH
+from mcproxy_pmip.errors import ConfigError
+from mcproxy_pmip.plugin import PluginError, load_plugin
+
+log = logging.getLogger("mcproxy_pmip.cli")
+
+EXIT_OK, EXIT_RUNTIME, EXIT_CONFIG = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mcproxy-pmip",
+        description="IGMP/MLD multicast proxy (RFC 4605) for PMIPv6 MAGs; a drop-in for mcproxy.")
+    parser.add_argument("-f", dest="config", default="mcproxy.conf", metavar="FILE",
+                        help="configuration file, mcproxy grammar or YAML (default: mcproxy.conf)")
+    parser.add_argument("-c", dest="check_kernel", action="store_true",
+                        help="check the kernel's multicast features, print them and exit")
+    parser.add_argument("-t", "--check-config", action="store_true",
+                        help="validate the configuration, print every problem and exit (0 or 2)")
+    parser.add_argument("-s", dest="status", action="store_true",
+                        help="print the proxy status at start and then every 10 s")
+    parser.add_argument("-d", dest="debug", action="count", default=0, help="debug log to stderr")
+    parser.add_argument("-v", dest="verbose", action="count", default=0,
+                        help="more detail (repeatable; -vv includes the libraries' debug log)")
+    parser.add_argument("-r", dest="reset_rp_filter", action="store_true",
+                        help="set rp_filter 0 on the interfaces in use; restore on exit")
+    parser.add_argument("--control", metavar="PATH",
+                        help=f"control socket (default: the config's, else {DEFAULT_SOCKET_PATH})")
+    parser.add_argument("--no-control", action="store_true", help="do not open a control socket")
+    parser.add_argument("--plugin", action="append", default=[], metavar="NAME",
+                        help="enable a plugin (repeatable), e.g. pmipv6")
+    parser.add_argument("--require-router-alert", action="store_true",
+                        help="drop reports without the Router Alert option")
+    parser.add_argument("--seed", type=int, help="seed of the report-delay random generator")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def check_kernel() -> int:
+    from mcproxy_pmip.kernel.features import check_features, format_report
+    rows = check_features()
+    print(format_report(rows))
+    return EXIT_OK if all(row.ok for row in rows) else EXIT_RUNTIME
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logsetup.configure(args.debug + args.verbose)
+    if args.check_kernel:
+        return check_kernel()
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{args.config}: {len(exc.problems)} problem(s); nothing was changed", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.check_config:
+        print(f"{args.config}: ok ({len(config.instances)} instance(s), "
+              f"protocols {', '.join(config.protocols)})")
+        return EXIT_OK
+    if config.disabled:
+        print(f"{args.config}: the configuration says 'disable;' - not starting", file=sys.stderr)
+        return EXIT_OK
+    plugin_names = list(dict.fromkeys([p.name for p in config.plugins] + args.plugin))
+    try:
+        plugins = [load_plugin(name) for name in plugin_names]
+    except PluginError as exc:
+        print(f"mcproxy-pmip: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    control = None if args.no_control else (args.control or config.control_socket or DEFAULT_SOCKET_PATH)
+    from mcproxy_pmip.proxy.daemon import Daemon
+    daemon = Daemon(config, args.config, plugins, control_path=control, status=args.status,
+                    reset_rp_filter=args.reset_rp_filter, seed=args.seed,
+                    require_router_alert=args.require_router_alert)
+    return daemon.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

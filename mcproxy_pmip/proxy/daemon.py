@@ -1,0 +1,135 @@
+"""Daemon: runs the Proxy, its plugins and the control socket on the global reactor.
+
+Start order: rp_filter (``-r``), the Proxy (kernel state), the plugins, the
+control socket; stop in reverse, before the reactor shuts down, so SIGTERM /
+SIGINT leave no vif, MFC entry, rule or socket file behind. SIGHUP re-reads
+the configuration file and applies the difference (a bad file is logged and
+changes nothing). The exit status says how the run ended.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+from twisted.internet import defer
+
+from mcproxy_pmip.config import load_config
+from mcproxy_pmip.config.model import Config
+from mcproxy_pmip.control.server import ControlService, core_commands
+from mcproxy_pmip.errors import ConfigError, McproxyError
+from mcproxy_pmip.kernel import sysctl
+from mcproxy_pmip.plugin import collect_commands
+
+log = logging.getLogger(__name__)
+
+STATUS_INTERVAL = 10.0
+
+
+class Daemon:
+    """One run of the daemon; ``run()`` returns the exit status."""
+
+    def __init__(self, config: Config, config_path: str, plugins: list, *, control_path: str | None,
+                 status: bool, reset_rp_filter: bool, seed: int | None,
+                 require_router_alert: bool) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.plugins = plugins
+        self.control_path = control_path
+        self.print_status = status
+        self.reset_rp_filter = reset_rp_filter
+        self.seed = seed
+        self.require_router_alert = require_router_alert
+        self.exit_code = 0
+        self.proxy = None
+        self.api = None
+        self.control: ControlService | None = None
+        self.started_plugins: list = []
+        self.rp_filter_previous: dict[str, int] = {}
+
+    def run(self) -> int:
+        from twisted.internet import reactor
+        self.reactor = reactor
+        reactor.callWhenRunning(self._start)
+        reactor.addSystemEventTrigger("before", "shutdown", self._stop)
+        reactor.run()
+        return self.exit_code
+
+    def _start(self) -> None:
+        from mcproxy_pmip.proxy.api import ProxyApi
+        from mcproxy_pmip.proxy.proxy import Proxy
+        try:
+            if self.reset_rp_filter:
+                names = {n for i in self.config.instances for n in i.interfaces}
+                self.rp_filter_previous = sysctl.disable_rp_filter(sorted(names))
+            self.proxy = Proxy(self.config, self.reactor, require_router_alert=self.require_router_alert,
+                               dynamic_instances=bool(self.plugins), seed=self.seed)
+            self.proxy.startService()
+            self.api = ProxyApi(self.proxy, [p.name for p in self.plugins])
+            for plugin in self.plugins:
+                plugin.start(self.api, self._plugin_settings(plugin.name))
+                self.started_plugins.append(plugin)
+            if self.control_path:
+                table = collect_commands(core_commands(self.api), self.started_plugins)
+                table["routes"] = lambda args: (args.finish(), self.api.routes())[1]
+                self.control = ControlService(self.control_path, table, reactor=self.reactor)
+                self.control.startService()
+        except (McproxyError, OSError, ValueError) as exc:
+            log.error("start_failed error=%s", exc)
+            print(f"mcproxy-pmip: {exc}", file=sys.stderr)
+            self.exit_code = 1
+            self.reactor.stop()
+            return
+        except Exception:
+            log.exception("start_failed")
+            self.exit_code = 1
+            self.reactor.stop()
+            return
+        signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload))
+        log.info("daemon_started instances=%d protocols=%s control=%s plugins=%s",
+                 len(self.proxy.instances), ",".join(self.config.protocols), self.control_path or "-",
+                 ",".join(p.name for p in self.plugins) or "-")
+        if self.print_status:
+            self._status()
+
+    def _plugin_settings(self, name: str):
+        plugin_config = self.config.plugin(name)
+        return plugin_config.settings if plugin_config is not None else {}
+
+    def _status(self) -> None:
+        from mcproxy_pmip.proxy.status import render
+        print(render(self.api), flush=True)
+        print("-" * 60, flush=True)
+        self.reactor.callLater(STATUS_INTERVAL, self._status)
+
+    def reload(self) -> None:
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload_refused file=%s problems=%d\n%s", self.config_path, len(exc.problems), exc)
+            return
+        try:
+            self.proxy.reload(new)
+        except (McproxyError, ValueError) as exc:
+            log.error("reload_failed error=%s", exc)
+            return
+        self.config = new
+
+    @defer.inlineCallbacks
+    def _stop(self):
+        if self.control is not None:
+            yield self.control.stopService()
+        for plugin in reversed(self.started_plugins):
+            try:
+                yield defer.maybeDeferred(plugin.stop)
+            except Exception:
+                log.exception("plugin_stop_failed plugin=%s", plugin.name)
+        if self.proxy is not None and self.proxy.running:
+            yield defer.maybeDeferred(self.proxy.stopService)
+        elif self.proxy is not None:
+            for name in list(self.proxy.instances):
+                self.proxy.stop_instance(name)
+        if self.rp_filter_previous:
+            sysctl.restore_rp_filter(self.rp_filter_previous)
+        log.info("daemon_stopped exit=%d", self.exit_code)

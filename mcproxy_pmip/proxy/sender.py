@@ -1,0 +1,110 @@
+"""Sender: turns the engine's SendQuery / SendReport actions into packets on the wire.
+
+Queries (RFC 3376 §4.1, RFC 3810 §5.1) go to 224.0.0.1 / ff02::1 (general) or
+to the group (group-specific), source lists split to the interface MTU.
+Reports (RFC 3376 §4.2, RFC 3810 §5.2): IGMPv3 to 224.0.0.22, MLDv2 to ff02::16,
+split to the MTU (§4.2.16); older versions one message per record, a leave to
+224.0.0.2 / a done to ff02::2. The IP options (Router Alert, TTL / hop limit 1,
+TOS 0xc0, link-local MLD source) are the kernel sockets' job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+
+from mcproxy_pmip.addresses import (ALL_ROUTERS_V4, ALL_ROUTERS_V6, Family, IPAddress)
+from mcproxy_pmip.errors import KernelError
+from mcproxy_pmip.kernel.interfaces import InterfaceInfo
+from mcproxy_pmip.membership.actions import SendQuery, SendReport
+from mcproxy_pmip.wire import igmp, mld
+from mcproxy_pmip.wire.records import GroupRecord, RecordType
+from mcproxy_pmip.wire.split import split_query_sources, split_report_records
+
+log = logging.getLogger(__name__)
+
+_LEAVE_TYPES = (RecordType.CHANGE_TO_INCLUDE, RecordType.MODE_IS_INCLUDE)
+
+
+def _is_leave(record: GroupRecord) -> bool:
+    return record.record_type in _LEAVE_TYPES and not record.sources
+
+
+class Sender:
+    """Builds and sends; ``lookup(name)`` gives the interface's index, MTU and addresses."""
+
+    def __init__(self, igmp_socket, mld_socket, lookup: Callable[[str], InterfaceInfo | None]) -> None:
+        self._sockets = {Family.IPV4: igmp_socket, Family.IPV6: mld_socket}
+        self._lookup = lookup
+        self.sent: Counter[str] = Counter()
+        self.failures: Counter[str] = Counter()
+
+    def send_query(self, action: SendQuery) -> None:
+        info = self._interface(action.interface)
+        if info is None:
+            return
+        destination = action.group if action.group is not None else action.family.all_nodes
+        for sources in split_query_sources(action.sources, action.family, info.mtu):
+            fields = dict(version=action.version, max_resp_interval=action.max_resp_interval,
+                          group=action.group, sources=sources,
+                          suppress_router_processing=action.suppress_router_processing,
+                          robustness=action.robustness, query_interval=action.query_interval)
+            if action.family is Family.IPV4:
+                if action.version == 1:
+                    fields.update(group=None, sources=())
+                message = igmp.build(igmp.IgmpQuery(**fields))
+            else:
+                message = mld.build(mld.MldQuery(**fields))
+            self._send(info, action.family, destination, message, "query")
+
+    def send_report(self, action: SendReport) -> None:
+        info = self._interface(action.interface)
+        if info is None:
+            return
+        family = action.family
+        if action.version == family.newest_version:
+            for records in split_report_records(action.records, family, info.mtu):
+                if family is Family.IPV4:
+                    message = igmp.build(igmp.IgmpV3Report(records=records))
+                else:
+                    message = mld.build(mld.MldV2Report(records=records))
+                self._send(info, family, family.all_routers_report_group, message, "report")
+            return
+        for record in action.records:
+            self._send_old_version(info, family, action.version, record)
+
+    def _send_old_version(self, info: InterfaceInfo, family: Family, version: int,
+                          record: GroupRecord) -> None:
+        leave = _is_leave(record)
+        if family is Family.IPV4:
+            if leave and version == 1:
+                return
+            if leave:
+                self._send(info, family, ALL_ROUTERS_V4, igmp.build(igmp.IgmpV2Leave(record.group)), "leave")
+            else:
+                report = igmp.IgmpV1Report(record.group) if version == 1 else igmp.IgmpV2Report(record.group)
+                self._send(info, family, record.group, igmp.build(report), "report")
+        elif leave:
+            self._send(info, family, ALL_ROUTERS_V6, mld.build(mld.MldDone(record.group)), "leave")
+        else:
+            self._send(info, family, record.group, mld.build(mld.MldV1Report(record.group)), "report")
+
+    def _interface(self, name: str) -> InterfaceInfo | None:
+        info = self._lookup(name)
+        if info is None:
+            self.failures["interface_gone"] += 1
+            log.debug("send_skipped reason=interface_gone interface=%s", name)
+        return info
+
+    def _send(self, info: InterfaceInfo, family: Family, destination: IPAddress,
+              message: bytes, kind: str) -> None:
+        source = info.primary_ipv4 if family is Family.IPV4 else info.ipv6_link_local
+        try:
+            self._sockets[family].send(info.ifindex, source, destination, message)
+        except KernelError as exc:
+            self.failures[f"{family.protocol.lower()}_{kind}"] += 1
+            log.warning("send_failed interface=%s family=%s kind=%s error=%s",
+                        info.name, family.name, kind, exc)
+            return
+        self.sent[f"{family.protocol.lower()}_{kind}"] += 1
