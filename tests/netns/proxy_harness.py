@@ -239,8 +239,13 @@ def send_until(sender: socket.socket, group: str, receiver: socket.socket, timeo
 
 @pytest.fixture
 def proxy_topology(netns_factory, tmp_path) -> Iterator[ProxyTopology]:  # noqa: F811
-    up, px = netns_factory("mpd-"), netns_factory("mpd-")
-    hosts = [netns_factory("mpd-"), netns_factory("mpd-")]
+    yield from build_proxy_topology(netns_factory, str(tmp_path), "mpd-")
+
+
+def build_proxy_topology(netns_factory, tmp: str, prefix: str) -> Iterator[ProxyTopology]:
+    """The fixture's body with its namespace ``prefix``: yields the topology, stops daemons after."""
+    up, px = netns_factory(prefix), netns_factory(prefix)
+    hosts = [netns_factory(prefix), netns_factory(prefix)]
     veth(up, "u0", px, "up0")
     address(up, "u0", "10.1.0.1/24", "fd01::1/64")
     address(px, "up0", "10.1.0.2/24", "fd01::2/64")
@@ -260,7 +265,7 @@ def proxy_topology(netns_factory, tmp_path) -> Iterator[ProxyTopology]:  # noqa:
         for name in names:
             wait_for(lambda: "fe80::" in ns.ip("-6", "addr", "show", "dev", name), 5,
                      f"a link-local address on {name}")
-    topology = ProxyTopology(up, px, hosts, str(tmp_path))
+    topology = ProxyTopology(up, px, hosts, tmp)
     yield topology
     for daemon in topology.daemons:
         daemon.stop()
