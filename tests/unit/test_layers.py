@@ -21,7 +21,14 @@ FORBIDDEN = {
     "config": IO_MODULES + ("mcproxy_pmip.kernel", "mcproxy_pmip.proxy", "mcproxy_pmip.control"),
     "kernel": ("twisted", "scapy", "mcproxy_pmip.proxy", "mcproxy_pmip.control",
                "mcproxy_pmip.membership", "mcproxy_pmip.config"),
+    "control": ("scapy", "mcproxy_pmip.proxy", "mcproxy_pmip.kernel", "mcproxy_pmip.membership",
+                "mcproxy_pmip.config"),
 }
+
+#: plugins speak to the daemon through mcproxy_pmip.plugin and the shared vocabulary only
+PLUGIN_FORBIDDEN = ("scapy", "mcproxy_pmip.proxy", "mcproxy_pmip.kernel", "mcproxy_pmip.cli",
+                    "mcproxy_pmip.control.server", "mcproxy_pmip.membership.instance",
+                    "mcproxy_pmip.membership.router", "mcproxy_pmip.membership.host")
 
 
 def imported_modules(path: pathlib.Path) -> set[str]:
@@ -48,6 +55,13 @@ def test_layer_imports_only_downward(layer: str, path: pathlib.Path) -> None:
         if any(name == f or name.startswith(f + ".") for f in FORBIDDEN[layer])
     )
     assert not bad, f"{path.relative_to(ROOT)} ({layer} layer) imports {bad}"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "plugins").rglob("*.py")), ids=lambda p: p.name)
+def test_plugins_use_only_the_plugin_api(path: pathlib.Path) -> None:
+    bad = sorted(name for name in imported_modules(path)
+                 if any(name == f or name.startswith(f + ".") for f in PLUGIN_FORBIDDEN))
+    assert not bad, f"{path.relative_to(ROOT)} reaches into the daemon: {bad}"
 
 
 def test_core_never_imports_plugins_or_testbed() -> None:

@@ -1,0 +1,107 @@
+"""Sender: engine actions become the right messages and destinations (scapy dissects what we send)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from mcproxy_pmip.addresses import Family
+from mcproxy_pmip.kernel.interfaces import InterfaceInfo
+from mcproxy_pmip.membership.actions import SendQuery, SendReport
+from mcproxy_pmip.proxy.sender import Sender
+from mcproxy_pmip.wire.records import GroupRecord, RecordType
+
+G4 = ipaddress.IPv4Address("239.1.1.1")
+G6 = ipaddress.IPv6Address("ff15::1")
+INFO = InterfaceInfo(name="d1", ifindex=7, up=True, mtu=1500,
+                     ipv4_addresses=(ipaddress.IPv4Interface("10.0.0.1/24"),),
+                     ipv6_link_local=ipaddress.IPv6Address("fe80::1"))
+
+
+class RecordingSocket:
+    def __init__(self) -> None:
+        self.sent: list[tuple] = []
+
+    def send(self, ifindex, source, destination, payload) -> None:
+        self.sent.append((ifindex, source, destination, payload))
+
+
+@pytest.fixture
+def rig():
+    v4, v6 = RecordingSocket(), RecordingSocket()
+    return Sender(v4, v6, lambda name: INFO if name == "d1" else None), v4, v6
+
+
+def query(family, version, group=None, sources=()):
+    return SendQuery("d1", family, version, group, tuple(sources), 10.0, False, 2, 125.0)
+
+
+def test_general_query_v3_goes_to_all_systems_from_the_interface_address(rig) -> None:
+    from scapy.layers.igmp import IGMPv3_MQ
+    sender, v4, _ = rig
+    sender.send_query(query(Family.IPV4, 3))
+    (ifindex, source, destination, payload), = v4.sent
+    assert (ifindex, str(source), str(destination)) == (7, "10.0.0.1", "224.0.0.1")
+    dissected = IGMPv3_MQ(payload)
+    assert dissected.type == 0x11 and dissected.qqic == 125 and dissected.qrv == 2
+
+
+def test_group_and_source_query_is_split_to_the_mtu(rig) -> None:
+    sender, v4, _ = rig
+    sources = [ipaddress.IPv4Address(0x0A000000 + i) for i in range(400)]
+    sender.send_query(query(Family.IPV4, 3, G4, sources))
+    assert [str(d) for _, _, d, _ in v4.sent] == ["239.1.1.1", "239.1.1.1"]
+    assert sum((len(p) - 12) // 4 for *_, p in v4.sent) == 400
+
+
+def test_igmpv1_general_query_has_no_group_and_code_zero(rig) -> None:
+    sender, v4, _ = rig
+    sender.send_query(query(Family.IPV4, 1))
+    payload = v4.sent[0][3]
+    assert len(payload) == 8 and payload[0] == 0x11 and payload[1] == 0
+
+
+def test_mld_query_uses_link_local_source(rig) -> None:
+    from scapy.layers.inet6 import ICMPv6MLQuery2
+    sender, _, v6 = rig
+    sender.send_query(query(Family.IPV6, 2, G6))
+    ifindex, source, destination, payload = v6.sent[0]
+    assert (str(source), str(destination)) == ("fe80::1", "ff15::1")
+    assert ICMPv6MLQuery2(payload).mladdr == "ff15::1"
+
+
+def test_v3_report_goes_to_224_0_0_22(rig) -> None:
+    from scapy.layers.igmp import IGMPv3_MR
+    sender, v4, _ = rig
+    record = GroupRecord(RecordType.CHANGE_TO_EXCLUDE, G4)
+    sender.send_report(SendReport("d1", Family.IPV4, 3, (record,)))
+    _, _, destination, payload = v4.sent[0]
+    assert str(destination) == "224.0.0.22"
+    dissected = IGMPv3_MR(payload)
+    assert dissected.type == 0x22 and dissected.records[0].maddr == "239.1.1.1"
+    assert dissected.records[0].rtype == RecordType.CHANGE_TO_EXCLUDE
+
+
+@pytest.mark.parametrize(("family", "version", "group", "report_dst", "leave_dst"), [
+    (Family.IPV4, 2, G4, "239.1.1.1", "224.0.0.2"),
+    (Family.IPV6, 1, G6, "ff15::1", "ff02::2"),
+])
+def test_old_version_reports_and_leaves(rig, family, version, group, report_dst, leave_dst) -> None:
+    sender, v4, v6 = rig
+    records = (GroupRecord(RecordType.CHANGE_TO_EXCLUDE, group), GroupRecord(RecordType.CHANGE_TO_INCLUDE, group))
+    sender.send_report(SendReport("d1", family, version, records))
+    sent = v4.sent if family is Family.IPV4 else v6.sent
+    assert [str(d) for _, _, d, _ in sent] == [report_dst, leave_dst]
+
+
+def test_igmpv1_has_no_leave(rig) -> None:
+    sender, v4, _ = rig
+    sender.send_report(SendReport("d1", Family.IPV4, 1, (GroupRecord(RecordType.CHANGE_TO_INCLUDE, G4),)))
+    assert v4.sent == []
+
+
+def test_unknown_interface_is_counted_not_raised(rig) -> None:
+    sender, v4, _ = rig
+    sender.send_query(SendQuery("gone0", Family.IPV4, 3, None, (), 10.0, False, 2, 125.0))
+    assert v4.sent == [] and sender.failures["interface_gone"] == 1
