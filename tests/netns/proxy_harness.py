@@ -269,3 +269,31 @@ def build_proxy_topology(netns_factory, tmp: str, prefix: str) -> Iterator[Proxy
     yield topology
     for daemon in topology.daemons:
         daemon.stop()
+
+
+def add_upstream_router(topology: ProxyTopology, netns_factory, prefix: str, index: int = 1) -> Netns:
+    """A second router namespace on the proxy's ``up{index}`` (10.{index+2}.0.0/24, fd0{index+2}::/64).
+
+    The router's side is ``u0`` at ``.1`` / ``::1`` with a default route to the proxy.
+    """
+    router, px = netns_factory(prefix), topology.px
+    net = index + 2
+    veth(router, "u0", px, f"up{index}")
+    address(router, "u0", f"10.{net}.0.1/24", f"fd0{net}::1/64")
+    address(px, f"up{index}", f"10.{net}.0.2/24", f"fd0{net}::2/64")
+    router.ip("route", "add", "default", "via", f"10.{net}.0.2")
+    router.ip("-6", "route", "add", "default", "via", f"fd0{net}::2")
+    for ns, name in ((router, "u0"), (px, f"up{index}")):
+        wait_for(lambda: "fe80::" in ns.ip("-6", "addr", "show", "dev", name), 5,
+                 f"a link-local address on {name}")
+    return router
+
+
+def send_frame(ns: Netns, interface: str, frame: bytes) -> None:
+    """Put one whole Ethernet ``frame`` on the wire of ``interface`` in ``ns`` (AF_PACKET)."""
+    with ns.entered():
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        sock.bind((interface, 0))
+    with sock:
+        sent = sock.send(frame)
+    assert sent == len(frame), f"sent {sent} of {len(frame)} octets on {interface}"
