@@ -297,3 +297,31 @@ def send_frame(ns: Netns, interface: str, frame: bytes) -> None:
     with sock:
         sent = sock.send(frame)
     assert sent == len(frame), f"sent {sent} of {len(frame)} octets on {interface}"
+
+
+def _multicast_mac(group: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes:
+    if group.version == 4:
+        return b"\x01\x00\x5e" + (int(group) & 0x7FFFFF).to_bytes(3, "big")
+    return b"\x33\x33" + group.packed[-4:]
+
+
+def igmp_frame(src: str, payload: bytes, dst: str = "224.0.0.22", ttl: int = 1,
+               router_alert: bool = True) -> bytes:
+    """An Ethernet frame with an IPv4 header (Router Alert option) around IGMP ``payload`` as given."""
+    from mcproxy_pmip.wire.checksum import internet_checksum
+    source, destination = ipaddress.IPv4Address(src), ipaddress.IPv4Address(dst)
+    options = b"\x94\x04\x00\x00" if router_alert else b""
+    header_length = 20 + len(options)
+    header = struct.pack("!BBHHHBBH4s4s", 0x40 | header_length // 4, 0xC0, header_length + len(payload),
+                         0, 0, ttl, 2, 0, source.packed, destination.packed) + options
+    header = header[:10] + internet_checksum(header).to_bytes(2, "big") + header[12:]
+    return _multicast_mac(destination) + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00" + header + payload
+
+
+def mld_frame(src: str, payload: bytes, dst: str = "ff02::16", hop_limit: int = 1) -> bytes:
+    """An Ethernet frame: IPv6, Hop-by-Hop Router Alert, then ICMPv6 ``payload`` as given (checksum included)."""
+    source, destination = ipaddress.IPv6Address(src), ipaddress.IPv6Address(dst)
+    hop_by_hop = b"\x3a\x00\x05\x02\x00\x00\x01\x00"
+    header = struct.pack("!IHBB16s16s", 0x60000000, len(hop_by_hop) + len(payload), 0, hop_limit,
+                         source.packed, destination.packed)
+    return _multicast_mac(destination) + b"\x02\x00\x00\x00\x00\x01" + b"\x86\xdd" + header + hop_by_hop + payload
