@@ -36,6 +36,9 @@ from mcproxy_pmip_testbed.processes import ProcessGroup
 
 log = logging.getLogger(__name__)
 
+#: first ifindex of the local ends of veth pairs (peers get small automatic ones)
+VETH_INDEX_BASE = 10000
+
 _NS_SYSCTLS = (
     ("net.ipv6.conf.all.accept_dad", 0),
     ("net.ipv6.conf.default.accept_dad", 0),
@@ -79,6 +82,7 @@ class Testbed:
         self.attached: dict[str, str] = {m.name: m.mag for m in plan.topology.mns}
         self.build_interval: float | None = None
         self._created: list[str] = []
+        self._veth_count = 0
 
     # -- life cycle -------------------------------------------------------------
     def __enter__(self) -> Testbed:
@@ -133,9 +137,19 @@ class Testbed:
 
     def _veth(self, node: str, ifname: str, peer_node: str, peer_ifname: str,
               **attrs: Any) -> None:
+        """A veth pair whose two ends never share an ifindex.
+
+        The kernel treats a carrier change of a veth whose ifindex equals its
+        peer's (possible across namespaces) as non-urgent and applies it up to
+        1 s late (``linkwatch_urgent_event``): the access link would stay
+        unusable for ~1 s after every radio attach. The local end therefore
+        gets an index from ``VETH_INDEX_BASE`` up, the peer a small automatic one.
+        """
         fd = nsutil.namespace_fd(self.plan.ns(peer_node))
+        self._veth_count += 1
         try:
             self.ipr[self.plan.ns(node)].link("add", ifname=ifname, kind="veth",
+                                              index=VETH_INDEX_BASE + self._veth_count,
                                               peer={"ifname": peer_ifname, "net_ns_fd": fd},
                                               **attrs)
         finally:
