@@ -6,7 +6,9 @@ interface comes from IP_PKTINFO. MLD must have hop limit 1 and a link-local
 source (RFC 3810 §5.1.14, §5.2.13; reports from :: are dropped). Reports
 without Router Alert are accepted unless configured otherwise (like the
 kernel). Our own host stack's reports (for 224.0.0.22 and friends) are
-dropped by source address. Every drop is counted by reason and logged at
+dropped by source address. Records whose group is not a multicast address
+are dropped, the rest of their report is kept (a report left with none is
+dropped). Every drop is counted by reason and logged at
 debug level; nothing reaches the engine from a dropped packet.
 """
 
@@ -132,4 +134,11 @@ class Receiver:
         skipped = getattr(message, "skipped_records", 0)
         if skipped:
             self.drops[f"{family.protocol.lower()}_unknown_record_type"] += skipped
-        return _report(packet.ifindex, family, packet.src, message)
+        report = _report(packet.ifindex, family, packet.src, message)
+        records = tuple(r for r in report.records if r.group.is_multicast)
+        if len(records) == len(report.records):
+            return report
+        if not records:
+            raise ProtocolViolation("group_not_multicast", f"{len(report.records)} records")
+        self.drops[f"{family.protocol.lower()}_group_not_multicast"] += len(report.records) - len(records)
+        return ReportReceived(report.ifindex, family, report.version, records, report.source)
