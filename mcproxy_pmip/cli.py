@@ -74,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
             print(problem, file=sys.stderr)
         print(f"{args.config}: {len(exc.problems)} problem(s); nothing was changed", file=sys.stderr)
         return EXIT_CONFIG
+    plugin_names = list(dict.fromkeys([p.name for p in config.plugins] + args.plugin))
+    try:
+        plugins = [load_plugin(name) for name in plugin_names]
+    except PluginError as exc:
+        print(f"mcproxy-pmip: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     if args.check_config:
         print(f"{args.config}: ok ({len(config.instances)} instance(s), "
               f"protocols {', '.join(config.protocols)})")
@@ -81,12 +87,6 @@ def main(argv: list[str] | None = None) -> int:
     if config.disabled:
         print(f"{args.config}: the configuration says 'disable;' - not starting", file=sys.stderr)
         return EXIT_OK
-    plugin_names = list(dict.fromkeys([p.name for p in config.plugins] + args.plugin))
-    try:
-        plugins = [load_plugin(name) for name in plugin_names]
-    except PluginError as exc:
-        print(f"mcproxy-pmip: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
     control = None if args.no_control else (args.control or config.control_socket or DEFAULT_SOCKET_PATH)
     from mcproxy_pmip.proxy.daemon import Daemon
     daemon = Daemon(config, args.config, plugins, control_path=control, status=args.status,
