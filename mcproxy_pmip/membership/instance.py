@@ -109,6 +109,13 @@ class InstanceCore:
         self._touched.add(router)
         return self._follow(now, router.start(now))
 
+    def restart_downstream(self, now: float, interface: str, family: Family) -> list[Action]:
+        """The downstream's link came back (carrier regained): General Query at once, then
+        the startup queries (RFC 3376 §7.1 / RFC 3810 §7.7 start-up); its state is kept."""
+        router = self._routers[family][interface]
+        self._touched.add(router)
+        return self._follow(now, router.start(now))
+
     def remove_downstream(self, now: float, interface: str, family: Family) -> list[Action]:
         """Drop a downstream and all its state; the database and the upstream follow at once."""
         router = self._routers[family].pop(interface)

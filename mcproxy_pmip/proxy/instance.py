@@ -6,7 +6,9 @@ vifs and rules (``Routing``, one per family and the instance's table), joins
 the raw sockets (DESIGN.md), feeds inbound messages and upcalls to the core,
 and carries out the core's actions: packets through the ``Sender``, MFC
 recomputation on ``ForwardingChanged``, traces to the log. Interfaces named in
-the configuration that do not exist yet are waited for, not fatal.
+the configuration that do not exist yet are waited for, not fatal. A downstream
+that regains carrier (e.g. an access point's link when a mobile node arrives)
+is queried again at once, as at start-up; its state is kept across the outage.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class ProxyInstance:
         self.routing: dict[Family, Routing] = {}
         self.downstreams: list[str] = list(config.downstreams)
         self.attached: set[str] = set()
+        self._carrier: dict[str, bool] = {}  # IFF_RUNNING of usable interfaces, as last seen
         self._ageing_call = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -116,8 +119,16 @@ class ProxyInstance:
         """Attach ``name`` if it exists and is up; detach it if it went away or down."""
         info = self._lookup(name)
         usable = info is not None and info.up
+        carrier_regained = usable and info.running and not self._carrier.get(name, True)
+        if usable:
+            self._carrier[name] = info.running
         if usable and name not in self.attached:
             self._attach(name, info)
+        elif carrier_regained and name in self.downstreams:
+            log.info("carrier_regained instance=%s interface=%s", self.name, name)
+            for family in sorted(self.families):
+                if (name, family) in self.core.downstreams:
+                    self.driver.call(self.core.restart_downstream, name, family)
         elif not usable and name in self.attached:
             log.info("interface_lost instance=%s interface=%s", self.name, name)
             if name in self.downstreams:
@@ -166,6 +177,7 @@ class ProxyInstance:
         for routing in self.routing.values():
             routing.remove_interface(name)
         self.attached.discard(name)
+        self._carrier.pop(name, None)
 
     def add_downstream(self, name: str) -> None:
         if self.owns(name):
