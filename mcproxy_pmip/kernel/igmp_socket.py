@@ -26,16 +26,15 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import logging
 import socket
 import struct
-from collections import Counter
 from dataclasses import dataclass
 
 from mcproxy_pmip.errors import KernelError, MalformedPacket
+from mcproxy_pmip.kernel.rawsock import DEFAULT_MAX_PACKETS_PER_READ, RawPacketSocket
+from mcproxy_pmip.kernel.rawsock import setsockopt as _setsockopt
 from mcproxy_pmip.wire.ipv4 import ROUTER_ALERT_OPTION, parse_header
 
-log = logging.getLogger(__name__)
 
 IP_PKTINFO = 8  # <linux/in.h>; missing from Python 3.11's socket module
 IP_ROUTER_ALERT = 5  # <linux/in.h>: deliver Router Alert packets the host does not consume
@@ -44,9 +43,7 @@ IGMP_TTL = 1
 
 _IN_PKTINFO = struct.Struct("=i4s4s")  # ipi_ifindex, ipi_spec_dst, ipi_addr
 _IP_MREQN = struct.Struct("=4s4si")  # imr_multiaddr, imr_address, imr_ifindex
-_RECV_BUFFER_SIZE = 65535
 _ANCILLARY_BUFFER_SIZE = socket.CMSG_SPACE(_IN_PKTINFO.size)
-DEFAULT_MAX_PACKETS_PER_READ = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,68 +79,34 @@ def decode_packet(data: bytes, ancillary: list[tuple[int, int, bytes]], flags: i
     )
 
 
-def _setsockopt(sock: socket.socket, level: int, option: int, value: int | bytes, op: str) -> None:
-    try:
-        sock.setsockopt(level, option, value)
-    except OSError as exc:
-        raise KernelError(op, exc.errno or errno.EINVAL) from exc
-
-
-class IgmpSocket:
+class IgmpSocket(RawPacketSocket):
     """A raw IGMP socket for one network namespace (the one current at construction).
 
     ``drops`` counts packets that could not be handed over, by reason slug.
     """
 
+    what = "IGMP"
+    ancillary_size = _ANCILLARY_BUFFER_SIZE
+
     def __init__(self, max_packets_per_read: int = DEFAULT_MAX_PACKETS_PER_READ) -> None:
-        self.max_packets_per_read = max_packets_per_read
-        self.drops: Counter[str] = Counter()
-        try:
-            self._sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IGMP)
-        except OSError as exc:
-            raise KernelError("socket(AF_INET, SOCK_RAW, IPPROTO_IGMP)", exc.errno or errno.EPERM) from exc
-        try:
-            self._sock.setblocking(False)
-            _setsockopt(self._sock, socket.IPPROTO_IP, IP_PKTINFO, 1, "setsockopt(IP_PKTINFO)")
-            # IGMPv2 reports go to the group itself; on a multicast router the kernel
-            # hands such Router Alert packets only to IP_ROUTER_ALERT sockets.
-            _setsockopt(self._sock, socket.IPPROTO_IP, IP_ROUTER_ALERT, 1, "setsockopt(IP_ROUTER_ALERT)")
-            _setsockopt(self._sock, socket.IPPROTO_IP, socket.IP_OPTIONS, ROUTER_ALERT_OPTION,
-                        "setsockopt(IP_OPTIONS)")
-            _setsockopt(self._sock, socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, IGMP_TTL,
-                        "setsockopt(IP_MULTICAST_TTL)")
-            _setsockopt(self._sock, socket.IPPROTO_IP, socket.IP_TOS, TOS_INTERNETWORK_CONTROL,
-                        "setsockopt(IP_TOS)")
-            _setsockopt(self._sock, socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0,
-                        "setsockopt(IP_MULTICAST_LOOP)")
-        except KernelError:
-            self._sock.close()
-            raise
+        super().__init__(socket.AF_INET, socket.IPPROTO_IGMP, max_packets_per_read)
 
-    def fileno(self) -> int:
-        return self._sock.fileno()
+    def _configure(self) -> None:
+        _setsockopt(self._sock, socket.IPPROTO_IP, IP_PKTINFO, 1, "setsockopt(IP_PKTINFO)")
+        # IGMPv2 reports go to the group itself; on a multicast router the kernel
+        # hands such Router Alert packets only to IP_ROUTER_ALERT sockets.
+        _setsockopt(self._sock, socket.IPPROTO_IP, IP_ROUTER_ALERT, 1, "setsockopt(IP_ROUTER_ALERT)")
+        _setsockopt(self._sock, socket.IPPROTO_IP, socket.IP_OPTIONS, ROUTER_ALERT_OPTION,
+                    "setsockopt(IP_OPTIONS)")
+        _setsockopt(self._sock, socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, IGMP_TTL,
+                    "setsockopt(IP_MULTICAST_TTL)")
+        _setsockopt(self._sock, socket.IPPROTO_IP, socket.IP_TOS, TOS_INTERNETWORK_CONTROL,
+                    "setsockopt(IP_TOS)")
+        _setsockopt(self._sock, socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0,
+                    "setsockopt(IP_MULTICAST_LOOP)")
 
-    def close(self) -> None:
-        """Close the socket; the kernel drops its memberships."""
-        self._sock.close()
-
-    def read_packets(self) -> list[ReceivedIgmp]:
-        """Read what is queued, up to ``max_packets_per_read`` packets, without blocking."""
-        packets: list[ReceivedIgmp] = []
-        for _ in range(self.max_packets_per_read):
-            try:
-                data, ancillary, flags, _address = self._sock.recvmsg(
-                    _RECV_BUFFER_SIZE, _ANCILLARY_BUFFER_SIZE)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                raise KernelError("recvmsg(IGMP)", exc.errno or errno.EIO) from exc
-            try:
-                packets.append(decode_packet(data, ancillary, flags))
-            except MalformedPacket as exc:
-                self.drops[exc.reason] += 1
-                log.debug("igmp_packet_dropped reason=%s %s", exc.reason, exc.detail)
-        return packets
+    def _decode(self, data, ancillary, flags, address) -> ReceivedIgmp:
+        return decode_packet(data, ancillary, flags)
 
     def send(self, ifindex: int, src_address: ipaddress.IPv4Address | None,
              dst: ipaddress.IPv4Address, payload: bytes) -> None:

@@ -24,16 +24,15 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import logging
 import socket
 import struct
-from collections import Counter
 from dataclasses import dataclass
 
 from mcproxy_pmip.errors import KernelError, MalformedPacket
+from mcproxy_pmip.kernel.rawsock import DEFAULT_MAX_PACKETS_PER_READ, RawPacketSocket
+from mcproxy_pmip.kernel.rawsock import setsockopt as _setsockopt
 from mcproxy_pmip.wire.ipv6 import HOP_BY_HOP_ROUTER_ALERT, parse_hop_by_hop
 
-log = logging.getLogger(__name__)
 
 ICMP6_FILTER = 1  # <netinet/icmp6.h>, level IPPROTO_ICMPV6
 MLD_LISTENER_QUERY = 130
@@ -47,10 +46,8 @@ MLD_HOP_LIMIT = 1
 _IN6_PKTINFO = struct.Struct("=16si")  # ipi6_addr, ipi6_ifindex
 _IPV6_MREQ = struct.Struct("=16si")  # ipv6mr_multiaddr, ipv6mr_interface
 _HOPLIMIT = struct.Struct("=i")
-_RECV_BUFFER_SIZE = 65535
 _ANCILLARY_BUFFER_SIZE = (socket.CMSG_SPACE(_IN6_PKTINFO.size) + socket.CMSG_SPACE(_HOPLIMIT.size)
                           + socket.CMSG_SPACE(256))
-DEFAULT_MAX_PACKETS_PER_READ = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,66 +105,32 @@ def decode_packet(data: bytes, ancillary: list[tuple[int, int, bytes]], flags: i
     )
 
 
-def _setsockopt(sock: socket.socket, level: int, option: int, value: int | bytes, op: str) -> None:
-    try:
-        sock.setsockopt(level, option, value)
-    except OSError as exc:
-        raise KernelError(op, exc.errno or errno.EINVAL) from exc
-
-
-class MldSocket:
+class MldSocket(RawPacketSocket):
     """A raw ICMPv6 socket for MLD in one network namespace (the one current at construction).
 
     ``drops`` counts packets that could not be handed over, by reason slug.
     """
 
+    what = "ICMPv6"
+    ancillary_size = _ANCILLARY_BUFFER_SIZE
+
     def __init__(self, max_packets_per_read: int = DEFAULT_MAX_PACKETS_PER_READ) -> None:
-        self.max_packets_per_read = max_packets_per_read
-        self.drops: Counter[str] = Counter()
-        try:
-            self._sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
-        except OSError as exc:
-            raise KernelError("socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6)", exc.errno or errno.EPERM) from exc
-        try:
-            self._sock.setblocking(False)
-            _setsockopt(self._sock, socket.IPPROTO_ICMPV6, ICMP6_FILTER,
-                        icmp6_filter_passing(MLD_TYPES), "setsockopt(ICMP6_FILTER)")
-            for option, name in ((socket.IPV6_RECVPKTINFO, "IPV6_RECVPKTINFO"),
-                                 (socket.IPV6_RECVHOPLIMIT, "IPV6_RECVHOPLIMIT"),
-                                 (socket.IPV6_RECVHOPOPTS, "IPV6_RECVHOPOPTS")):
-                _setsockopt(self._sock, socket.IPPROTO_IPV6, option, 1, f"setsockopt({name})")
-            _setsockopt(self._sock, socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, MLD_HOP_LIMIT,
-                        "setsockopt(IPV6_MULTICAST_HOPS)")
-            _setsockopt(self._sock, socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0,
-                        "setsockopt(IPV6_MULTICAST_LOOP)")
-        except KernelError:
-            self._sock.close()
-            raise
+        super().__init__(socket.AF_INET6, socket.IPPROTO_ICMPV6, max_packets_per_read)
 
-    def fileno(self) -> int:
-        return self._sock.fileno()
+    def _configure(self) -> None:
+        _setsockopt(self._sock, socket.IPPROTO_ICMPV6, ICMP6_FILTER,
+                    icmp6_filter_passing(MLD_TYPES), "setsockopt(ICMP6_FILTER)")
+        for option, name in ((socket.IPV6_RECVPKTINFO, "IPV6_RECVPKTINFO"),
+                             (socket.IPV6_RECVHOPLIMIT, "IPV6_RECVHOPLIMIT"),
+                             (socket.IPV6_RECVHOPOPTS, "IPV6_RECVHOPOPTS")):
+            _setsockopt(self._sock, socket.IPPROTO_IPV6, option, 1, f"setsockopt({name})")
+        _setsockopt(self._sock, socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, MLD_HOP_LIMIT,
+                    "setsockopt(IPV6_MULTICAST_HOPS)")
+        _setsockopt(self._sock, socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0,
+                    "setsockopt(IPV6_MULTICAST_LOOP)")
 
-    def close(self) -> None:
-        """Close the socket; the kernel drops its memberships."""
-        self._sock.close()
-
-    def read_packets(self) -> list[ReceivedMld]:
-        """Read what is queued, up to ``max_packets_per_read`` messages, without blocking."""
-        packets: list[ReceivedMld] = []
-        for _ in range(self.max_packets_per_read):
-            try:
-                data, ancillary, flags, address = self._sock.recvmsg(
-                    _RECV_BUFFER_SIZE, _ANCILLARY_BUFFER_SIZE)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                raise KernelError("recvmsg(ICMPv6)", exc.errno or errno.EIO) from exc
-            try:
-                packets.append(decode_packet(data, ancillary, flags, address))
-            except MalformedPacket as exc:
-                self.drops[exc.reason] += 1
-                log.debug("mld_packet_dropped reason=%s %s", exc.reason, exc.detail)
-        return packets
+    def _decode(self, data, ancillary, flags, address) -> ReceivedMld:
+        return decode_packet(data, ancillary, flags, address)
 
     def send(self, ifindex: int, src_link_local: ipaddress.IPv6Address | None,
              dst: ipaddress.IPv6Address, payload: bytes) -> None:

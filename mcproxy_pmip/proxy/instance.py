@@ -29,7 +29,7 @@ from mcproxy_pmip.membership.actions import (Action, ForwardingChanged, QuerierC
                                              SendReport, Trace)
 from mcproxy_pmip.membership.instance import InstanceCore
 from mcproxy_pmip.membership.timers import HostOptions
-from mcproxy_pmip.proxy.receiver import Inbound, QueryReceived, ReportReceived
+from mcproxy_pmip.proxy.receiver import Inbound, ReportReceived
 from mcproxy_pmip.proxy.routing import Routing
 from mcproxy_pmip.proxy.sender import Sender
 from mcproxy_pmip.proxy.timer_driver import TimerDriver

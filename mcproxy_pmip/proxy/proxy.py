@@ -21,7 +21,6 @@ from twisted.application import service
 from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.config.diff import diff_configs
 from mcproxy_pmip.config.model import Config, InstanceConfig
-from mcproxy_pmip.errors import KernelError
 from mcproxy_pmip.kernel import leftovers, mrules
 from mcproxy_pmip.kernel.igmp_socket import IgmpSocket
 from mcproxy_pmip.kernel.interfaces import InterfaceInfo
