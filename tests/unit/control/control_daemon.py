@@ -61,7 +61,8 @@ def main() -> None:
     svc = ControlService(sys.argv[1], commands, reactor)
     svc.startService()
     reactor.addSystemEventTrigger("before", "shutdown", svc.stopService)
-    print("ready", flush=True)
+    # "ready" only once the reactor runs: its SIGTERM handler is installed by then.
+    reactor.callWhenRunning(print, "ready", flush=True)
     reactor.run()
 
 
