@@ -86,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"scenario invalid:\n{exc}", file=sys.stderr)
         return 2
+    except FileExistsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted; torn down", file=sys.stderr)
         return 130

@@ -51,14 +51,19 @@ class ControlClient:
             raise ControlError(f"{cmd}: {error.get('code')}: {error.get('message')}")
         return reply.get("result")
 
-    def binding(self, event: str, mn_id: str, access_if: str, tunnel_if: str, lma: str,
-                hnp: list[str], lifetime: int, context: list | None = None) -> Any:
-        arguments: dict[str, Any] = {"event": event, "mn_id": mn_id, "access_if": access_if,
+    def attach(self, mn_id: str, access_if: str, tunnel_if: str, lma: str, hnp: list[str],
+               lifetime: int, context: list | None = None) -> Any:
+        """``binding attach``: the MN's access link joins its tunnel's instance."""
+        arguments: dict[str, Any] = {"event": "attach", "mn_id": mn_id, "access_if": access_if,
                                      "tunnel_if": tunnel_if, "lma": lma, "hnp": hnp,
                                      "lifetime": lifetime}
         if context is not None:
             arguments["context"] = context
         return self.request("binding", **arguments)
+
+    def detach(self, mn_id: str) -> Any:
+        """``binding detach``: the MN's binding ends (de-registration)."""
+        return self.request("binding", event="detach", mn_id=mn_id)
 
     def context_export(self, mn_id: str) -> list:
         result = self.request("context-export", mn_id=mn_id)

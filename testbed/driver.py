@@ -34,20 +34,19 @@ class HandoverDriver:
         self.clock = clock
         self.records: list[HandoverRecord] = []
 
-    def _binding(self, mag: str, event: str, mn_name: str, context: list | None) -> None:
+    def _attach(self, mag: str, mn_name: str, context: list | None) -> None:
         plan = self.testbed.plan
         mn = plan.mn(mn_name)
         tunnel = plan.tunnel(mn.lma, mag)
         access = "acc0" if plan.access_bridge else mn.mag_access_if()
-        self.controls[mag].binding(
-            event, mn_id=mn.name, access_if=access, tunnel_if=tunnel.mag_tunnel_if,
-            lma=str(tunnel.lma_underlay.ip), hnp=[str(mn.hnp)],
-            lifetime=self.lifetime if event == "attach" else 0, context=context)
+        self.controls[mag].attach(mn.name, access, tunnel.mag_tunnel_if,
+                                  str(tunnel.lma_underlay.ip), [str(mn.hnp)], self.lifetime,
+                                  context)
 
     def initial_attach(self, mn_name: str) -> None:
         """Binding for the MN's first MAG (plugin and context modes)."""
         if self.mode != "static":
-            self._binding(self.testbed.attached[mn_name], "attach", mn_name, None)
+            self._attach(self.testbed.attached[mn_name], mn_name, None)
 
     def handover(self, step: Handover) -> HandoverRecord:
         old = self.testbed.attached[step.mn]
@@ -57,7 +56,7 @@ class HandoverDriver:
         detach_at = self.clock()
         self.testbed.radio_detach(step.mn)
         if self.mode != "static":
-            self._binding(old, "detach", step.mn, None)
+            self.controls[old].detach(step.mn)
         remaining = detach_at + step.l2_outage_interval - self.clock()
         if remaining > 0:
             time.sleep(remaining)
@@ -65,7 +64,7 @@ class HandoverDriver:
         attach_at = self.clock()
         self.testbed.point_lma_route(step.mn, step.to)
         if self.mode != "static":
-            self._binding(step.to, "attach", step.mn, context)
+            self._attach(step.to, step.mn, context)
         record = HandoverRecord(index=len(self.records), mn=step.mn, from_mag=old,
                                 to_mag=step.to, mode=self.mode, detach_at=detach_at,
                                 attach_at=attach_at)

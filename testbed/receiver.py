@@ -107,7 +107,7 @@ def receive(specs: Sequence[JoinSpec], ifname: str, out: Path) -> None:
     for spec in specs:
         selector.register(open_joined(spec, ifname), selectors.EVENT_READ, spec)
     print("ready", flush=True)
-    with out.open("a", buffering=1 << 16) as log_file:
+    with out.open("w", buffering=1 << 16) as log_file:
         try:
             while True:
                 for key, _ in selector.select():

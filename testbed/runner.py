@@ -73,6 +73,8 @@ class ScenarioRun:
         self.out = out
         self.spec = spec
         self.progress = progress
+        if out.exists() and any(out.iterdir()):
+            raise FileExistsError(f"results folder {out} is not empty; choose another --out")
         self.plan = make_plan(scenario.topology)
         self.sockdir = Path(tempfile.mkdtemp(prefix=f"mptb{self.plan.run_id}-"))
         self.controls: dict[str, ControlClient] = {}

@@ -26,6 +26,8 @@ _SSM_V4 = ipaddress.ip_network("232.0.0.0/8")
 
 DEFAULT_SCENARIO_YAML = """\
 # One source, one LMA, two MAGs, one MN with an IPv6 SSM and an IPv4 ASM stream.
+# Handovers 11 s apart and an 11 s tail: without context the new MAG waits for
+# the MN's answer to its General Query, up to the 10 s Max Response Time.
 topology:
   lmas: [lma1]
   mags: [mag1, mag2]
@@ -37,12 +39,12 @@ streams:
 subscriptions:
   mn1: [v6, v4]
 handovers:
-  - {at: 3.0, mn: mn1, to: mag2, l2_outage_ms: 50}
-  - {at: 6.0, mn: mn1, to: mag1, l2_outage_ms: 50}
-  - {at: 9.0, mn: mn1, to: mag2, l2_outage_ms: 50}
+  - {at: 2.0, mn: mn1, to: mag2, l2_outage_ms: 50}
+  - {at: 13.0, mn: mn1, to: mag1, l2_outage_ms: 50}
+  - {at: 24.0, mn: mn1, to: mag2, l2_outage_ms: 50}
 options:
   warmup_s: 2.0
-  tail_s: 3.0
+  tail_s: 11.0
 """
 
 
