@@ -2,8 +2,10 @@
 
 tcpdump writes each chosen link to a pcap in the results folder. The reader
 is a small pure pcap parser that finds IGMPv2/v3 (RFC 2236 §2, RFC 3376 §4.2)
-and MLDv1/v2 (RFC 2710 §3, RFC 3810 §5.2) reports and the groups they join,
-so the measurement can time the new MAG's upstream report after an attach.
+and MLDv1/v2 (RFC 2710 §3, RFC 3810 §5.2) reports and the groups they join
+(v3/v2: state-change records only, so an answer to the LMA's query is not
+taken for a join), so the measurement can time the new MAG's upstream report
+after an attach.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101
 LINKTYPE_LINUX_SLL = 113
 _RAW_ALIASES = {12, 14, LINKTYPE_RAW}
-# record types that express interest in a group (RFC 3376 §4.2.12, RFC 3810 §5.2.12)
-_IS_IN, _IS_EX, _TO_IN, _TO_EX, _ALLOW = 1, 2, 3, 4, 5
+# state-change record types that add interest in a group (RFC 3376 §4.2.12, RFC 3810 §5.2.12);
+# current-state records (IS_IN, IS_EX) answer queries and say nothing new
+_TO_IN, _TO_EX, _ALLOW = 3, 4, 5
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -82,8 +85,7 @@ def _records(body: bytes, count: int, address_size: int) -> set[str]:
             break
         record_type, aux_words, n_sources = struct.unpack_from("!BBH", body, offset)
         group = ipaddress.ip_address(body[offset + 4:offset + 4 + address_size])
-        if record_type in (_IS_EX, _TO_EX) or (
-                record_type in (_IS_IN, _TO_IN, _ALLOW) and n_sources > 0):
+        if record_type == _TO_EX or (record_type in (_TO_IN, _ALLOW) and n_sources > 0):
             joined.add(str(group))
         offset += 4 + address_size + n_sources * address_size + aux_words * 4
     return joined

@@ -48,8 +48,13 @@ def test_mldv2_joins_and_leaves() -> None:
 
 
 def test_igmpv3_with_router_alert_option() -> None:
-    report = igmpv3_report([(2, "239.1.1.1", []), (1, "232.1.1.1", []), (1, "232.1.1.2", ["10.0.0.9"])])
+    report = igmpv3_report([(4, "239.1.1.1", []), (3, "232.1.1.1", []), (5, "232.1.1.2", ["10.0.0.9"])])
     assert parse_report(report) == (4, frozenset({"239.1.1.1", "232.1.1.2"}))
+
+
+def test_current_state_records_are_not_joins() -> None:
+    report = igmpv3_report([(2, "239.1.1.1", []), (1, "232.1.1.2", ["10.0.0.9"])])
+    assert parse_report(report) == (4, frozenset())
 
 
 def test_pcap_timestamps_and_only_reports() -> None:
