@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from mcproxy_pmip.addresses import Family, is_link_local_scope_group
+from mcproxy_pmip.wire import igmp, mld
 from mcproxy_pmip.wire.records import RecordType
 from tests.netns.netns_fixtures import netns_factory  # noqa: F401 (fixture)
 from tests.netns.proxy_harness import Capture, ProxyTopology
@@ -234,3 +235,37 @@ def test_link_local_scope_group_creates_no_upstream_state(topo, family) -> None:
     assert link_group not in upstream_groups
     rows = daemon.request("groups", instance="p", interface="d1")
     assert [row["group"] for row in rows if row["family"] == family.name.lower()] == [GROUP[family]]
+
+
+@FAMILIES
+def test_older_upstream_querier_switches_reports_to_its_version(topo, family) -> None:
+    """SCENARIOS 11: after an IGMPv2 / MLDv1 General Query upstream, answers and new joins go in that version."""
+    old = {Family.IPV4: (2, igmp.IgmpV2Report), Family.IPV6: (1, mld.MldV1Report)}[family]
+    version, report_type = old
+    first, second = ipaddress.ip_address(GROUP[family]), ipaddress.ip_address(GROUP2[family])
+    up = Capture(topo.up, "u0")
+    watch = Watch([up])
+    topo.start_daemon(yaml_config(query_interval=5, query_response_interval=1, unsolicited_report_interval=0.1))
+    proxy = proxy_upstream_address(topo, family)
+    members = [topo.join(topo.hosts[0], family, str(first))]
+    watch.until(lambda: [r for _, r in proxy_records(up, family, proxy) if r.group == first], 5,
+                "the first group's report upstream")
+    watch.run(0.3)
+    querier = Querier(topo.up, "u0")
+    try:
+        asked = querier.query(family, max_resp_interval=0.5, version=version)
+        watch.until(lambda: [s for s in reports_from(up, family, proxy, asked)
+                             if isinstance(s.message, report_type) and s.message.group == first],
+                    1.0, f"a version {version} report for {first}")
+        members.append(topo.join(topo.hosts[1], family, str(second)))
+        joined = time.monotonic()
+        watch.until(lambda: [s for s in reports_from(up, family, proxy, joined)
+                             if getattr(s.message, "group", None) == second], 5, f"a report for {second}")
+        watch.run(0.3)
+        newer = [s for s in reports_from(up, family, proxy, asked) if s.records()
+                 and not all(is_link_local_scope_group(r.group) for r in s.records())]
+        assert newer == [], f"newest-version reports after the older query: {newer}"
+        later = [s for s in reports_from(up, family, proxy, joined) if getattr(s.message, "group", None) == second]
+        assert all(isinstance(s.message, report_type) and s.destination == second for s in later), later
+    finally:
+        querier.close()
