@@ -183,8 +183,14 @@ class RouterGroup:
         return lowered
 
     def schedule_group_query(self, now: float, lmqt: float, count: int) -> None:
-        """§6.6.3.1 "Send Q(G)": group timer to LMQT, [LMQC] transmissions due now."""
+        """§6.6.3.1 "Send Q(G)": group timer to LMQT, [LMQC] transmissions due now.
+
+        A Q(G) series already under way is kept, not restarted: a repeated leave
+        (hosts retransmit theirs) adds no query (pending queries for G merged).
+        """
         self.lower_group_timer(now + lmqt)
+        if self.group_query_at is not None:
+            return
         self.group_queries_left = count
         self.group_query_at = now
 

@@ -209,3 +209,17 @@ def test_several_records_one_membership_changed_per_group(plan):
     assert changed_groups(actions) == [plan.group, plan.group2]
     unchanged = r.handle_report(5.0, plan.family.newest_version, records, plan.host)
     assert changed_groups(unchanged) == []
+
+
+@family
+def test_repeated_leave_merges_into_the_pending_group_query(plan):
+    """SCENARIOS 4: a host's retransmitted leave adds no query to the Q(G) series under way."""
+    r = router(plan)
+    report(r, plan, 0.0, IS_EX, ())
+    first = report(r, plan, 10.0, TO_IN, ())
+    second = report(r, plan, 10.1, TO_IN, ())
+    fired = run_until(r, 13.0)
+    sent = specific_queries(first) + specific_queries(second) + specific_queries([a for _, a in fired])
+    assert [g for g, _, _ in sent] == [plan.group, plan.group]
+    assert [t for t, a in fired if isinstance(a, SendQuery) and a.group is not None] == [11.0]
+    assert r.membership(plan.group) is None
