@@ -153,8 +153,8 @@ def test_two_instances_two_tables_keep_streams_apart(netns_factory, topo, family
     for capture, router in zip(reports, ("up0", "up1")):
         wait_for(lambda c=capture: c.reports(family), 5, f"the {family.protocol} report on {router}")
     from_a, from_b = topo.sender(family), topo.sender(family, ns=second_router)
-    send_until(from_a, group, at_h1, 5, "instance a's stream at h1")
-    send_until(from_b, group, at_h2, 5, "instance b's stream at h2")
+    send_until(from_a, group, at_h1, 5, "instance a's stream at h1", payload=b"from-a")
+    send_until(from_b, group, at_h2, 5, "instance b's stream at h2", payload=b"from-b")
     received(at_h1)
     received(at_h2)
     for _ in range(10):
