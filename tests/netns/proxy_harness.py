@@ -284,7 +284,7 @@ def add_upstream_router(topology: ProxyTopology, netns_factory, prefix: str, ind
     router.ip("route", "add", "default", "via", f"10.{net}.0.2")
     router.ip("-6", "route", "add", "default", "via", f"fd0{net}::2")
     for ns, name in ((router, "u0"), (px, f"up{index}")):
-        wait_for(lambda: "fe80::" in ns.ip("-6", "addr", "show", "dev", name), 5,
+        wait_for(lambda ns=ns, name=name: "fe80::" in ns.ip("-6", "addr", "show", "dev", name), 5,
                  f"a link-local address on {name}")
     return router
 

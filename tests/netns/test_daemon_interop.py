@@ -86,7 +86,7 @@ def chain(netns_factory, tmp_path):  # noqa: F811
         ns.sysctl("net.ipv6.conf.all.forwarding", 1)
     for ns, names in ((up, ("u0",)), (first, ("up0", "d1")), (second, ("up0", "d1")), (host, ("e0",))):
         for name in names:
-            wait_for(lambda: "fe80::" in ns.ip("-6", "addr", "show", "dev", name), 5,
+            wait_for(lambda ns=ns, name=name: "fe80::" in ns.ip("-6", "addr", "show", "dev", name), 5,
                      f"a link-local address on {name}")
     topology = Chain(up, first, [second, host], str(tmp_path))
     yield topology

@@ -19,8 +19,18 @@ import pytest
 
 from mcproxy_pmip.addresses import Family
 from tests.netns.netns_fixtures import address, netns_factory  # noqa: F401 (fixture)
-from tests.netns.proxy_harness import (DAEMON, PORT, Capture, add_upstream_router, build_proxy_topology,
-                                       igmp_frame, received, send_frame, send_until, wait_for)
+from tests.netns.proxy_harness import (
+    DAEMON,
+    PORT,
+    Capture,
+    add_upstream_router,
+    build_proxy_topology,
+    igmp_frame,
+    received,
+    send_frame,
+    send_until,
+    wait_for,
+)
 
 pytestmark = pytest.mark.netns
 
@@ -66,7 +76,7 @@ def general_queries(capture: Capture, family: Family) -> list[tuple]:
     """IGMP Membership Queries to 224.0.0.1 / MLD queries to ff02::1 with group 0 / ::."""
     found = []
     for frame in capture.drain():
-        _, fam, proto, _, dst, payload = frame
+        _, fam, proto, _, _, payload = frame
         if fam is Family.IPV4 and fam is family and proto == 2 and payload[:1] == b"\x11" \
                 and payload[4:8] == bytes(4):
             found.append(frame)

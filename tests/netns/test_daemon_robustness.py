@@ -18,8 +18,16 @@ from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.wire import igmp, mld
 from mcproxy_pmip.wire.records import GroupRecord, RecordType
 from tests.netns.netns_fixtures import netns_factory  # noqa: F401 (fixture)
-from tests.netns.proxy_harness import (PORT, Capture, build_proxy_topology, igmp_frame, mld_frame, send_frame,
-                                       send_until, wait_for)
+from tests.netns.proxy_harness import (
+    PORT,
+    Capture,
+    build_proxy_topology,
+    igmp_frame,
+    mld_frame,
+    send_frame,
+    send_until,
+    wait_for,
+)
 
 pytestmark = pytest.mark.netns
 
