@@ -60,6 +60,11 @@ class RouterInterface:
         self._heap: list[tuple[float, int, IPAddress]] = []
         self._seq = itertools.count()
 
+    def set_own_address(self, address: IPAddress | None) -> None:
+        """The link's own address changed (it may come after the link): the election uses the new one."""
+        self.own_address = address
+        self._querier.own_address = address
+
     # -- queries about the state -----------------------------------------------
 
     @property

@@ -137,6 +137,8 @@ class ProxyInstance:
                 self._release_vifs(name)
         elif not usable:
             log.info("interface_waiting instance=%s interface=%s", self.name, name)
+        if usable and name in self.attached and name in self.downstreams:
+            self._update_own_addresses(name, info)
 
     def _attach(self, name: str, info: InterfaceInfo) -> None:
         try:
@@ -157,6 +159,18 @@ class ProxyInstance:
             routing.refresh_all()
         log.info("interface_attached instance=%s interface=%s role=%s ifindex=%d", self.name, name,
                  "downstream" if name in self.downstreams else "upstream", info.ifindex)
+
+    def _update_own_addresses(self, name: str, info: InterfaceInfo) -> None:
+        """A downstream's addresses may come after the link: the querier election follows them."""
+        for family in sorted(self.families):
+            if (name, family) not in self.core.downstreams:
+                continue
+            router = self.core.router(name, family)
+            own = info.primary_ipv4 if family is Family.IPV4 else info.ipv6_link_local
+            if router.own_address != own:
+                router.set_own_address(own)
+                log.info("own_address_changed instance=%s interface=%s family=%s address=%s",
+                         self.name, name, family.name, own)
 
     def _detach_downstream(self, name: str) -> None:
         if name not in self.attached:

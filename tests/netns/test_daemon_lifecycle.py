@@ -18,6 +18,8 @@ import time
 import pytest
 
 from mcproxy_pmip.addresses import Family
+from mcproxy_pmip.wire import igmp
+from mcproxy_pmip.wire.records import GroupRecord, RecordType
 from tests.netns.netns_fixtures import address, netns_factory  # noqa: F401 (fixture)
 from tests.netns.proxy_harness import (
     DAEMON,
@@ -183,8 +185,6 @@ def test_two_instances_two_tables_keep_streams_apart(netns_factory, topo, family
 def test_sighup_adds_a_downstream_and_keeps_the_others_state(topo) -> None:
     """SIGHUP: a new downstream is queried and served; the unchanged one keeps its group and its data
     without any new report; a broken file is logged and changes nothing."""
-    from mcproxy_pmip.wire import igmp
-    from mcproxy_pmip.wire.records import GroupRecord, RecordType
     group = GROUP[Family.IPV4]
     daemon = topo.start_daemon(yaml_config(["d1"]))
     conf = os.path.join(topo.tmp, "px.conf")
@@ -228,21 +228,34 @@ def test_sighup_adds_a_downstream_and_keeps_the_others_state(topo) -> None:
     send_until(sender, group, receiver, 5, "data at h2 after the refused reload")
 
 
-def test_missing_interface_is_waited_for_and_attached_when_created(netns_factory, topo) -> None:  # noqa: F811
-    """An interface of the config that does not exist yet: logged as waited for, a downstream once created."""
+@pytest.mark.parametrize("addresses_first", [True, False], ids=["addresses-then-up", "up-then-addresses"])
+def test_missing_interface_is_waited_for_and_attached_when_created(netns_factory, topo,  # noqa: F811
+                                                                    addresses_first) -> None:
+    """An interface of the config that does not exist yet: logged as waited for, a downstream once
+    created, querying from its own addresses whatever order the link and its addresses come in."""
     daemon = topo.start_daemon("protocol IGMPv3;\nprotocol MLDv2;\npinstance p: up0 ==> d1 d3;\n")
     wait_for(lambda: "interface_waiting instance=p interface=d3" in daemon.log(), 5, "the waiting log line")
     assert "d3" not in daemon.request("instances")[0]["attached"]
     host = netns_factory(PREFIX)
     topo.px.ip("link", "add", "d3", "type", "veth", "peer", "name", "e0", "netns", host.name)
-    address(topo.px, "d3", "10.2.3.1/24", "fd02:3::1/64")
     address(host, "e0", "10.2.3.2/24", "fd02:3::2/64")
     host.ip("link", "set", "e0", "up")
     capture = Capture(host, "e0")
+    if addresses_first:
+        address(topo.px, "d3", "10.2.3.1/24", "fd02:3::1/64")
     topo.px.ip("link", "set", "d3", "up")
+    if not addresses_first:
+        address(topo.px, "d3", "10.2.3.1/24", "fd02:3::1/64")
     for family in FAMILIES:
         wait_for(lambda f=family: general_queries(capture, f), 5, f"a {family.protocol} General Query on d3")
     assert "d3" in daemon.request("instances")[0]["attached"]
+    # The election must use d3's own address, even one that came after the link: a querier
+    # with a higher address (RFC 3376 §6.6.2) does not win.
+    query = igmp.build(igmp.IgmpQuery(version=3, max_resp_interval=1.0, robustness=2, query_interval=125.0))
+    send_frame(host, "e0", igmp_frame("10.2.3.200", query, dst="224.0.0.1"))
+    wait_for(lambda: daemon.request("status")["counters"].get("igmp_QueryReceived"), 5, "the query counted")
+    time.sleep(QUIET_WINDOW)
+    assert "interface=d3 family=IPV4 querier=False" not in daemon.log(), daemon.log()[-2000:]
     host.ip("route", "add", "default", "via", "10.2.3.1")
     receiver = topo.join(host, Family.IPV4, GROUP[Family.IPV4])
     send_until(topo.sender(Family.IPV4), GROUP[Family.IPV4], receiver, 5, "data at the late host")
