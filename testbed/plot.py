@@ -1,4 +1,10 @@
-"""PNG plot of a run: sequence number against arrival time per MN, handovers marked."""
+"""PNG plot of a run: sequence number against arrival time per MN, handovers marked.
+
+Each MN gets a row: the whole run on the left, then one zoomed panel per
+handover (the first ``MAX_ZOOMS``) spanning ``ZOOM_WINDOW`` seconds around
+it, where a gap of tens of milliseconds is visible; the red band is the
+layer-2 outage.
+"""
 
 from __future__ import annotations
 
@@ -9,39 +15,62 @@ from mcproxy_pmip_testbed.measure import HandoverRecord, StreamInfo
 from mcproxy_pmip_testbed.payload import Arrival
 
 MAX_PANELS = 8
+MAX_ZOOMS = 3
+ZOOM_WINDOW = 0.4
+
+
+def _series(axis, arrivals: Sequence[Arrival], streams: Mapping[int, StreamInfo], origin_at: float,
+            start: float | None = None, end: float | None = None) -> None:
+    for stream_id, info in sorted(streams.items()):
+        mine = [a for a in arrivals if a.stream == stream_id
+                and (start is None or start <= a.received_at - origin_at <= end)]
+        if mine:
+            axis.plot([a.received_at - origin_at for a in mine], [a.seq for a in mine],
+                      ".", markersize=1 if start is None else 3, label=f"{info.name} {info.group}")
+
+
+def _mark(axis, handover: HandoverRecord, origin_at: float, label: bool) -> None:
+    axis.axvspan(handover.detach_at - origin_at, handover.attach_at - origin_at, color="red", alpha=0.3)
+    axis.axvline(handover.attach_at - origin_at, color="red", linewidth=0.5)
+    if label:
+        axis.annotate(f"{handover.from_mag}→{handover.to_mag}", (handover.attach_at - origin_at, 0),
+                      fontsize=7, xytext=(2, 2), textcoords="offset points")
 
 
 def plot_run(path: Path, arrivals_by_mn: Mapping[str, Sequence[Arrival]],
              streams: Mapping[int, StreamInfo], handovers: Sequence[HandoverRecord],
              origin_at: float) -> None:
-    """One panel per MN (the first MAX_PANELS), one series per stream."""
+    """One row per MN (the first MAX_PANELS): overview, then zoomed handovers."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
     mns = sorted(arrivals_by_mn)[:MAX_PANELS] or ["(no MN)"]
-    figure, axes = pyplot.subplots(len(mns), 1, figsize=(10, 3 * len(mns)), squeeze=False)
-    for axis, mn in zip(axes[:, 0], mns):
+    zooms = max([min(MAX_ZOOMS, len({h.index for h in handovers if h.mn == mn})) for mn in mns] or [0])
+    figure, axes = pyplot.subplots(len(mns), 1 + zooms, figsize=(6 + 3.5 * zooms, 3 * len(mns)),
+                                   squeeze=False, gridspec_kw={"width_ratios": [2] + [1] * zooms})
+    for row, mn in zip(axes, mns):
         arrivals = arrivals_by_mn.get(mn, ())
-        for stream_id, info in sorted(streams.items()):
-            mine = [a for a in arrivals if a.stream == stream_id]
-            if mine:
-                axis.plot([a.received_at - origin_at for a in mine], [a.seq for a in mine],
-                          ".", markersize=1, label=f"{info.name} {info.group}")
-        for handover in handovers:
-            if handover.mn != mn:
-                continue
-            axis.axvspan(handover.detach_at - origin_at, handover.attach_at - origin_at,
-                         color="red", alpha=0.3)
-            axis.axvline(handover.attach_at - origin_at, color="red", linewidth=0.5)
-            axis.annotate(f"{handover.from_mag}→{handover.to_mag}",
-                          (handover.attach_at - origin_at, 0), fontsize=7,
-                          xytext=(2, 2), textcoords="offset points")
-        axis.set_title(mn)
-        axis.set_xlabel("arrival time (s)")
-        axis.set_ylabel("sequence number")
+        overview = row[0]
+        _series(overview, arrivals, streams, origin_at)
+        mine = {h.index: h for h in handovers if h.mn == mn}
+        for handover in mine.values():
+            _mark(overview, handover, origin_at, label=True)
+        overview.set_title(mn)
+        overview.set_xlabel("arrival time (s)")
+        overview.set_ylabel("sequence number")
         if arrivals:
-            axis.legend(loc="upper left", fontsize=7, markerscale=8)
+            overview.legend(loc="upper left", fontsize=7, markerscale=8)
+        for axis, handover in zip(row[1:], list(mine.values())[:zooms]):
+            middle = (handover.detach_at + handover.attach_at) / 2 - origin_at
+            start, end = middle - ZOOM_WINDOW / 2, middle + ZOOM_WINDOW / 2
+            _series(axis, arrivals, streams, origin_at, start, end)
+            _mark(axis, handover, origin_at, label=False)
+            axis.set_xlim(start, end)
+            axis.set_title(f"handover {handover.index}: {handover.from_mag}→{handover.to_mag}", fontsize=9)
+            axis.set_xlabel("arrival time (s)")
+        for axis in row[1 + len(mine):]:
+            axis.set_visible(False)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     pyplot.close(figure)
