@@ -237,16 +237,20 @@ class RouterInterface:
     def _finish(self, now: float, touched: dict[IPAddress, bool], out: list[Action]) -> None:
         """Send the queries now due, delete empty groups, reschedule, report changes."""
         for group, changed in touched.items():
-            g = self._groups[group]
-            if g.query_due(now):
-                self._send_group_queries(g, now, out)
-            if g.is_empty():
-                del self._groups[group]
-                changed = True
-            else:
-                self._schedule(g)
-            if changed:
-                out.append(MembershipChanged(self.interface, self.family, group))
+            self._settle(self._groups[group], now, changed, out)
+
+    def _settle(self, g: RouterGroup, now: float, changed: bool, out: list[Action]) -> None:
+        """After a group's state moved: send its due queries, delete it if empty,
+        else reschedule it; report the change."""
+        if g.query_due(now):
+            self._send_group_queries(g, now, out)
+        if g.is_empty():
+            del self._groups[g.group]
+            changed = True
+        else:
+            self._schedule(g)
+        if changed:
+            out.append(MembershipChanged(self.interface, self.family, g.group))
 
     # -- queries from other routers ------------------------------------------------
 
@@ -327,16 +331,7 @@ class RouterInterface:
             if g is None or g.heap_seq != seq:
                 continue
             g.heap_seq = -1
-            changed = g.expire(now)
-            if g.query_due(now):
-                self._send_group_queries(g, now, out)
-            if g.is_empty():
-                del self._groups[group]
-                changed = True
-            else:
-                self._schedule(g)
-            if changed:
-                out.append(MembershipChanged(self.interface, self.family, group))
+            self._settle(g, now, g.expire(now), out)
         return out
 
     def _schedule(self, g: RouterGroup) -> None:

@@ -135,3 +135,29 @@ def test_unknown_record_types_are_counted_and_the_rest_kept(rig) -> None:
     receiver.read_igmp()
     assert len(delivered) == 1 and len(delivered[0].records) == 1
     assert receiver.drops["igmp_unknown_record_type"] == 1
+
+
+UNICAST4 = ipaddress.IPv4Address("109.213.172.110")
+UNICAST6 = ipaddress.IPv6Address("127:2902:b3b8:9faa:b327:416c:31af:2a2")
+
+
+def test_unicast_record_is_dropped_and_the_rest_kept(rig) -> None:
+    """Found by proxybench's S5 fuzzing: non-multicast 'groups' must never reach the engine."""
+    receiver, igmp_sock, _, delivered = rig
+    records = (GroupRecord(RecordType.CHANGE_TO_EXCLUDE, UNICAST4), GroupRecord(RecordType.CHANGE_TO_EXCLUDE, G4))
+    igmp_sock.queue.append(Packet(3, ipaddress.IPv4Address("10.0.0.9"), G4, igmp.build(igmp.IgmpV3Report(records))))
+    receiver.read_igmp()
+    assert [type(d) for d in delivered] == [ReportReceived]
+    assert [r.group for r in delivered[0].records] == [G4]
+    assert receiver.drops["igmp_group_not_multicast"] == 1, dict(receiver.drops)
+
+
+def test_reports_with_only_unicast_groups_are_dropped(rig) -> None:
+    receiver, igmp_sock, mld_sock, delivered = rig
+    igmp_sock.queue.append(Packet(3, ipaddress.IPv4Address("10.0.0.9"), G4, igmp.build(igmp.IgmpV2Report(UNICAST4))))
+    mld_sock.queue.append(Packet(3, LL, UNICAST6, mld.build(mld.MldV1Report(UNICAST6), LL, UNICAST6)))
+    receiver.read_igmp()
+    receiver.read_mld()
+    assert delivered == []
+    assert receiver.drops["igmp_group_not_multicast"] == 1, dict(receiver.drops)
+    assert receiver.drops["mld_group_not_multicast"] == 1, dict(receiver.drops)
