@@ -5,8 +5,9 @@ RFC 5213 §6.9/§6.13 (bindings and their lifetimes), RFC 7411 (subscription
 context transfer payloads). Binding events come from the control command
 ``binding`` (a PMIPv6 daemon's hook script calls ``mcproxy-pmip-ctl``) or,
 with ``event_source: netlink``, from the MN routes a PMIPv6 daemon installs
-(netlink_source.py). The binding state machine is bindings.py. Settings and
-commands: docs/plugins.md.
+(netlink_source.py). The binding state machine is bindings.py; the
+MAG-to-MAG context channel (RFC 7411 §3.3, ``peers``/``listen`` settings) is
+peers.py and transfer.py. Settings and commands: docs/plugins.md.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from twisted.internet.error import CannotListenError
+
 from mcproxy_pmip.plugin import (
     INSTANCE_REMOVED, PMIPV6_TIMERS, Arguments, CommandError, CommandHandler, ConfigError,
     ConfigProblem, ProxyFacade, Timers,
@@ -23,6 +26,10 @@ from mcproxy_pmip.plugin import (
 from mcproxy_pmip.wire import rfc7411
 from mcproxy_pmip_plugins.pmipv6.bindings import BindingTable, parse_binding_event
 from mcproxy_pmip_plugins.pmipv6.netlink_source import NetlinkBindingSource
+from mcproxy_pmip_plugins.pmipv6.peers import (
+    DEFAULT_PEER_PORT, ContextStore, PeerAddress, PeerClient, PeerServerFactory,
+)
+from mcproxy_pmip_plugins.pmipv6.transfer import ContextChannel
 
 __all__ = ["Pmipv6Plugin", "Pmipv6Settings", "parse_settings"]
 
@@ -31,7 +38,7 @@ log = logging.getLogger(__name__)
 EVENT_SOURCES = ("control", "netlink")
 _PROFILES = {"pmipv6": PMIPV6_TIMERS, "default": Timers()}
 _KNOWN_SETTINGS = frozenset({"profile", "remove_empty_instance", "event_source",
-                             "tunnel_for_access", "netns"})
+                             "tunnel_for_access", "netns", "peers", "listen", "name"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +50,9 @@ class Pmipv6Settings:
     event_source: str = "control"
     tunnel_for_access: dict[str, str] = field(default_factory=dict)
     netns: str | None = None
+    peers: dict[str, PeerAddress] = field(default_factory=dict)
+    listen: PeerAddress | None = None
+    name: str | None = None
 
 
 def _problem(message: str) -> ConfigProblem:
@@ -66,6 +76,46 @@ def _parse_profile(value: Any, problems: list[ConfigProblem]) -> Timers:
     return PMIPV6_TIMERS
 
 
+def _parse_address(value: Any, where: str, problems: list[ConfigProblem]) -> PeerAddress | None:
+    if not isinstance(value, str):
+        problems.append(_problem(f'{where} must be "ADDR[:PORT]" (an IP literal, port {DEFAULT_PEER_PORT})'))
+        return None
+    try:
+        return PeerAddress.parse(value)
+    except ValueError as exc:
+        problems.append(_problem(f"{where} {value!r}: {exc}"))
+        return None
+
+
+def _parse_peers(settings: Mapping[str, Any], problems: list[ConfigProblem]) -> tuple[
+        dict[str, PeerAddress], PeerAddress | None, str | None]:
+    """``peers`` (name -> address), ``listen`` and ``name``: the context channel's settings."""
+    raw_peers = settings.get("peers", {})
+    peers: dict[str, PeerAddress] = {}
+    if not isinstance(raw_peers, Mapping):
+        problems.append(_problem("peers must map peer MAG names to addresses"))
+        raw_peers = {}
+    for peer, text in raw_peers.items():
+        if not isinstance(peer, str) or not peer:
+            problems.append(_problem(f"peers: {peer!r} is not a MAG name"))
+            continue
+        address = _parse_address(text, f"peers.{peer}", problems)
+        if address is not None:
+            peers[peer] = address
+    listen = None
+    if "listen" in settings:
+        listen = _parse_address(settings["listen"], "listen", problems)
+        if not raw_peers:
+            problems.append(_problem("listen without peers: only configured peers may connect"))
+    name = settings.get("name")
+    if name is not None and (not isinstance(name, str) or not name):
+        problems.append(_problem("name must be this MAG's name"))
+        name = None
+    if name is not None and name in raw_peers:
+        problems.append(_problem(f"peers lists this MAG's own name {name!r}"))
+    return peers, listen, name
+
+
 def parse_settings(settings: Mapping[str, Any]) -> Pmipv6Settings:
     """Validate the plugin's configuration section; ``ConfigError`` lists every problem."""
     problems: list[ConfigProblem] = []
@@ -87,18 +137,25 @@ def parse_settings(settings: Mapping[str, Any]) -> Pmipv6Settings:
     netns = settings.get("netns")
     if netns is not None and not isinstance(netns, str):
         problems.append(_problem("netns must be a namespace name"))
+    peers, listen, name = _parse_peers(settings, problems)
     if problems:
         raise ConfigError(problems)
-    return Pmipv6Settings(profile, remove_empty, source, dict(tunnels), netns)
+    return Pmipv6Settings(profile, remove_empty, source, dict(tunnels), netns, peers, listen, name)
 
 
 class Pmipv6Plugin:
-    """Entry point ``pmipv6``: bindings in, downstreams and context transfer out."""
+    """Entry point ``pmipv6``: bindings in, downstreams and context transfer out.
+
+    ``client_type`` makes the peer requests (tests put a fake in its place).
+    """
 
     name = "pmipv6"
+    client_type: Callable[..., PeerClient] = PeerClient
 
     def __init__(self) -> None:
         self._table: BindingTable | None = None
+        self._channel: ContextChannel | None = None
+        self._port = None
         self._source: NetlinkBindingSource | None = None
         self._unsubscribe: list[Callable[[], None]] = []
 
@@ -108,37 +165,68 @@ class Pmipv6Plugin:
 
     def start(self, facade: ProxyFacade, settings: Mapping[str, Any]) -> None:
         config = parse_settings(settings)
-        self._table = BindingTable(facade, config.profile, config.remove_empty_instance, rfc7411)
-        self._unsubscribe.append(facade.subscribe(INSTANCE_REMOVED, self._table.forget_instance))
+        table = BindingTable(facade, config.profile, config.remove_empty_instance, rfc7411)
+        channel = ContextChannel(table, facade.clock, self.client_type(facade.reactor, config.peers),
+                                 ContextStore(), ContextStore())
+        if config.listen is not None:
+            self._port = self._listen(facade.reactor, config, channel)
+        self._table, self._channel = table, channel
+        self._unsubscribe.append(facade.subscribe(INSTANCE_REMOVED, table.forget_instance))
         if config.event_source == "netlink":
             self._source = NetlinkBindingSource(facade.reactor, config.tunnel_for_access,
-                                                self._table.handle, config.netns)
+                                                channel.handle, config.netns)
             self._source.start()
-        log.info("pmipv6-started event_source=%s remove_empty_instance=%s",
-                 config.event_source, config.remove_empty_instance)
+        log.info("pmipv6-started name=%s event_source=%s remove_empty_instance=%s listen=%s peers=%s",
+                 config.name or "-", config.event_source, config.remove_empty_instance,
+                 config.listen or "-", ",".join(f"{n}={a}" for n, a in config.peers.items()) or "-")
 
-    def stop(self) -> None:
+    @staticmethod
+    def _listen(reactor, config: Pmipv6Settings, channel: ContextChannel):
+        """The peer server on ``listen``, open to the configured peers' addresses only."""
+        factory = PeerServerFactory({address.host for address in config.peers.values()},
+                                    channel.push_received, channel.fetch_requested)
+        try:
+            return reactor.listenTCP(config.listen.port, factory, interface=str(config.listen.host))
+        except CannotListenError as exc:
+            raise ConfigError([_problem(f"listen {config.listen}: {exc.socketError}")]) from exc
+
+    def stop(self):
+        """Stops the event source and the channel; the Deferred fires once the peer port is closed."""
         if self._source is not None:
             self._source.stop()
             self._source = None
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
+        if self._channel is not None:
+            self._channel.close()
         if self._table is not None:
             self._table.close()
+        port, self._port = self._port, None
+        return None if port is None else port.stopListening()
 
     def commands(self) -> dict[str, CommandHandler]:
         return {"binding": self._binding, "bindings": self._bindings,
-                "context-export": self._context_export}
+                "context-export": self._context_export, "handover-prepare": self._handover_prepare}
 
     def _running_table(self) -> BindingTable:
         if self._table is None:
             raise CommandError("not-running", "the pmipv6 plugin is not started")
         return self._table
 
-    def _binding(self, args: Arguments) -> dict[str, Any]:
-        table = self._running_table()
-        return table.handle(parse_binding_event(args))
+    def _running_channel(self) -> ContextChannel:
+        if self._channel is None:
+            raise CommandError("not-running", "the pmipv6 plugin is not started")
+        return self._channel
+
+    def _binding(self, args: Arguments):
+        return self._running_channel().handle(parse_binding_event(args))
+
+    def _handover_prepare(self, args: Arguments):
+        mn_id = args.string("mn_id")
+        target = args.string("target")
+        args.finish()
+        return self._running_channel().prepare(mn_id, target)
 
     def _bindings(self, args: Arguments) -> list[dict[str, Any]]:
         args.finish()

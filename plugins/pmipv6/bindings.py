@@ -68,6 +68,8 @@ class MobileNodeAttached:
     ``tunnel_if``: the MAG→LMA tunnel (the instance's upstream). ``lma``,
     ``hnp``: informational. ``lifetime``: seconds, None for no expiry, 0 for
     de-registration. ``context``: subscription context from the previous MAG.
+    ``previous_mag``: the peer MAG the MN comes from, asked for the context when
+    none came with the event (reactive transfer, peers.py); the table ignores it.
     """
 
     mn_id: str
@@ -77,6 +79,7 @@ class MobileNodeAttached:
     hnp: tuple[str, ...] = ()
     lifetime: int | None = None
     context: tuple[ContextEntry, ...] = ()
+    previous_mag: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +105,8 @@ class MobileNodeDetached:
 BindingEvent = MobileNodeAttached | BindingRefreshed | MobileNodeDetached
 
 
-def _parse_context(entries: list[dict[str, Any]]) -> tuple[ContextEntry, ...]:
+def parse_context(entries: list[dict[str, Any]]) -> tuple[ContextEntry, ...]:
+    """Context entries in the control API's form (``{"family", "code", "payload"}``), checked."""
     parsed = []
     for index, entry in enumerate(entries):
         args = Arguments(entry)
@@ -140,7 +144,8 @@ def parse_binding_event(args: Arguments) -> BindingEvent:
             args.string("lma", required=False),
             tuple(args.string_list("hnp", required=False) or ()),
             args.integer("lifetime", required=False, minimum=0),
-            _parse_context(args.object_list("context", required=False) or []))
+            parse_context(args.object_list("context", required=False) or []),
+            args.string("previous_mag", required=False))
         args.finish()
         return event
     raise CommandError("bad-argument", f"event must be attach, detach or refresh, not {kind!r}")
@@ -191,6 +196,11 @@ class BindingTable:
     def rows(self) -> list[dict[str, Any]]:
         now = self._facade.clock.seconds()
         return [binding.row(now) for binding in sorted(self._bindings.values(), key=lambda b: b.mn_id)]
+
+    def binding_links(self, mn_id: str) -> tuple[str, str] | None:
+        """(access_if, tunnel_if) of the MN's binding, None when it has none."""
+        binding = self._bindings.get(mn_id)
+        return None if binding is None else (binding.access_if, binding.tunnel_if)
 
     def instances(self) -> dict[str, str]:
         """The instances this table uses, by tunnel interface."""
@@ -301,6 +311,12 @@ class BindingTable:
             code, payload = codec.encode_context(family, version, tuple(records))
             entries.append({"family": family.name.lower(), "code": code, "payload": payload.hex()})
         return {"mn_id": mn_id, "context": entries}
+
+    def import_context(self, mn_id: str, entries: Sequence[ContextEntry]) -> int:
+        """Install a context that arrived after the MN's attach (reactive transfer) on its
+        downstream; returns the number of records. Refused like an attach's context."""
+        binding = self._binding(mn_id)
+        return self._import(binding, self._decode_context(entries))
 
     def forget_instance(self, event: ProxyEvent) -> None:
         """An instance went away under us (operator command): drop its bindings, call nothing."""

@@ -199,7 +199,7 @@ class PeerClient:
             PeerError("unreachable", f"{peer} at {address}: {failure.getErrorMessage()}")))
         reply = protocol.reply
         reply.addTimeout(self.timeout, self.reactor,
-                         onTimeoutCancel=lambda *_: _raise(PeerError("timeout", f"{peer} did not answer")))
+                         onTimeoutCancel=lambda *_: _timed_out(protocol, peer))
         return reply.addCallback(_checked, peer)
 
     def push(self, peer: str, mn_id: str, context: list[dict[str, Any]]) -> defer.Deferred:
@@ -208,11 +208,21 @@ class PeerClient:
 
     def fetch(self, peer: str, mn_id: str) -> defer.Deferred:
         """Reactive transfer: ask ``peer`` (the MN's previous MAG) for its context."""
-        return self._request(peer, {"op": "fetch", "mn_id": mn_id}).addCallback(lambda r: r["context"])
+        return self._request(peer, {"op": "fetch", "mn_id": mn_id}).addCallback(_context, peer)
 
 
-def _raise(error: Exception):
-    raise error
+def _timed_out(protocol: _OneRequest, peer: str):
+    """The reply did not come in time: drop the connection (if any) and fail the request."""
+    if protocol.transport is not None:
+        protocol.transport.abortConnection()
+    raise PeerError("timeout", f"{peer} did not answer")
+
+
+def _context(reply: dict[str, Any], peer: str) -> list[dict[str, Any]]:
+    context = reply.get("context")
+    if not isinstance(context, list) or not all(isinstance(e, dict) for e in context):
+        raise PeerError("bad-reply", f"{peer} sent no context list")
+    return context
 
 
 def _checked(reply: Any, peer: str) -> dict[str, Any]:

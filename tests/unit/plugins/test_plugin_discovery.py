@@ -43,7 +43,7 @@ def test_command_clash_between_core_and_plugin_is_an_error():
     with pytest.raises(PluginError, match="'binding', already provided by core"):
         collect_commands({"binding": lambda args: None}, [plugin])
     table = collect_commands({"status": lambda args: None}, [plugin])
-    assert set(table) == {"status", "binding", "bindings", "context-export"}
+    assert set(table) == {"status", "binding", "bindings", "context-export", "handover-prepare"}
 
 
 def test_settings_defaults_and_profile_mapping():
