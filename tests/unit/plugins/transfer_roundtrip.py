@@ -1,0 +1,69 @@
+"""Run by test_pmipv6_transfer.py (``python -m tests.unit.plugins.transfer_roundtrip``): two
+pmipv6 plugins with fake facades on one real reactor, peers of each other on loopback.
+
+mag1 holds mn1 (context given at attach), pushes it to mag2 (handover-prepare),
+mag2's attach uses it; then mn2 leaves mag1 and mag2 fetches its context
+(reactive); before that, a push to a peer nobody listens on fails; both plugins stop.
+Prints one JSON line with what happened.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+from twisted.internet import defer, task
+
+from mcproxy_pmip.plugin import Arguments, CommandError
+from mcproxy_pmip_plugins.pmipv6 import Pmipv6Plugin
+from tests.unit.plugins.conftest import FakeFacade
+from tests.unit.plugins.test_pmipv6_transfer import context_entries
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start(reactor, name: str, port: int, peers: dict[str, str]) -> tuple[Pmipv6Plugin, FakeFacade]:
+    facade = FakeFacade()
+    facade.reactor = reactor
+    plugin = Pmipv6Plugin()
+    plugin.start(facade, {"name": name, "listen": f"127.0.0.1:{port}", "peers": peers})
+    return plugin, facade
+
+
+def run(plugin: Pmipv6Plugin, cmd: str, **arguments):
+    return defer.maybeDeferred(plugin.commands()[cmd], Arguments(arguments))
+
+
+@defer.inlineCallbacks
+def main(reactor):
+    port1, port2, dead = free_port(), free_port(), free_port()
+    mag1, _ = start(reactor, "mag1", port1, {"mag2": f"127.0.0.1:{port2}", "mag3": f"127.0.0.1:{dead}"})
+    mag2, facade2 = start(reactor, "mag2", port2, {"mag1": f"127.0.0.1:{port1}"})
+    seen = {}
+    for mn_id in ("mn1", "mn2"):
+        yield run(mag1, "binding", event="attach", mn_id=mn_id, access_if=f"a-{mn_id}",
+                  tunnel_if="tun0", context=context_entries())
+    seen["prepare"] = yield run(mag1, "handover-prepare", mn_id="mn1", target="mag2")
+    yield run(mag1, "binding", event="detach", mn_id="mn1")
+    seen["predictive"] = yield run(mag2, "binding", event="attach", mn_id="mn1", access_if="a-mn1",
+                                   tunnel_if="tun0")
+    try:
+        yield run(mag1, "handover-prepare", mn_id="mn2", target="mag3")
+        seen["unreachable"] = "no error"
+    except CommandError as exc:
+        seen["unreachable"] = exc.code
+    yield run(mag1, "binding", event="detach", mn_id="mn2")
+    seen["reactive"] = yield run(mag2, "binding", event="attach", mn_id="mn2", access_if="a-mn2",
+                                 tunnel_if="tun0", previous_mag="mag1")
+    seen["imports_at_mag2"] = len([c for c in facade2.calls if c[0] == "import"])
+    yield defer.gatherResults([defer.maybeDeferred(mag1.stop), defer.maybeDeferred(mag2.stop)])
+    seen["stopped"] = True
+    print(json.dumps(seen), flush=True)
+
+
+if __name__ == "__main__":
+    task.react(main)
