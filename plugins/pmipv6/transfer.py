@@ -124,7 +124,7 @@ class ContextChannel:
         failure.trap(PeerError)
         log.warning("context-fetch-failed mn=%s peer=%s error=%s", event.mn_id, event.previous_mag,
                     failure.value)
-        return _unavailable(result, failure.value.code)
+        return _unavailable(result, PEER_ERROR_CODES.get(failure.value.code, failure.value.code))
 
     # -- the peer side
 
