@@ -231,6 +231,9 @@ class Testbed:
             first = self.plan.tunnel(self.plan.topology.lmas[0], mag)
             self._route(mag, "::/0", first.mag_tunnel_if)
             self._route(mag, "0.0.0.0/0", first.mag_tunnel_if)
+            # the other MAGs (context channel) through the first LMA, outside the tunnel
+            self._route(mag, str(self.plan.underlay_network(first.lma)), first.mag_underlay_if,
+                        str(first.lma_underlay.ip))
 
     def _build_access(self) -> None:
         mags = self.plan.topology.mags

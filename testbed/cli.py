@@ -10,6 +10,7 @@ the processes left in them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import logging
 import signal
@@ -22,7 +23,7 @@ from mcproxy_pmip.errors import ConfigError
 from mcproxy_pmip_testbed import nsutil
 from mcproxy_pmip_testbed.daemons import SPECS
 from mcproxy_pmip_testbed.runner import best_mode, run_scenario
-from mcproxy_pmip_testbed.scenario import MODES, default_scenario, load_scenario
+from mcproxy_pmip_testbed.scenario import CONTEXT_TRANSFERS, MODES, default_scenario, load_scenario
 
 COLUMNS = ("handover", "mn", "from_mag", "to_mag", "family", "group", "l2_outage_ms", "gap_ms",
            "lost", "duplicated", "attach_to_upstream_report_ms", "attach_to_first_packet_ms")
@@ -43,6 +44,9 @@ def _terminate(signum: int, _frame: object) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     scenario = (load_scenario(args.scenario.read_text(), str(args.scenario))
                 if args.scenario else default_scenario())
+    if args.context_transfer:
+        options = dataclasses.replace(scenario.options, context_transfer=args.context_transfer)
+        scenario = dataclasses.replace(scenario, options=options)
     spec = SPECS[args.daemon]()
     mode = args.mode or scenario.mode or best_mode(spec)
     if mode != "static" and not spec.supports_plugin:
@@ -50,8 +54,9 @@ def cmd_run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     out = args.out or Path("results") / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    transfer = f" (context transfer {scenario.options.context_transfer})" if mode == "context" else ""
     print(f"scenario: {len(scenario.topology.mns)} MN(s), {len(scenario.handovers)} handover(s),"
-          f" mode {mode}, daemon {spec.name}, results in {out}", flush=True)
+          f" mode {mode}{transfer}, daemon {spec.name}, results in {out}", flush=True)
     results = run_scenario(scenario, mode, out, spec, progress=lambda t: print(t, flush=True))
     print(summary_table(results["handovers"]))
     print(f"results: {out / 'results.json'}  plot: {out / 'plot.png'}")
@@ -71,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = sub.add_parser("run", help="run a handover scenario")
     run.add_argument("--scenario", type=Path)
     run.add_argument("--mode", choices=MODES)
+    run.add_argument("--context-transfer", choices=CONTEXT_TRANSFERS,
+                     help="context mode: how the context moves (default: the scenario's, else control)")
     run.add_argument("--out", type=Path)
     run.add_argument("--daemon", choices=sorted(SPECS), default="mcproxy-pmip")
     run.set_defaults(handler=cmd_run)

@@ -52,14 +52,21 @@ class ControlClient:
         return reply.get("result")
 
     def attach(self, mn_id: str, access_if: str, tunnel_if: str, lma: str, hnp: list[str],
-               lifetime: int, context: list | None = None) -> Any:
-        """``binding attach``: the MN's access link joins its tunnel's instance."""
+               lifetime: int, context: list | None = None, previous_mag: str | None = None) -> Any:
+        """``binding attach``: the MN's access link joins its tunnel's instance; ``previous_mag``
+        makes the new MAG fetch the context from that peer (reactive transfer)."""
         arguments: dict[str, Any] = {"event": "attach", "mn_id": mn_id, "access_if": access_if,
                                      "tunnel_if": tunnel_if, "lma": lma, "hnp": hnp,
                                      "lifetime": lifetime}
         if context is not None:
             arguments["context"] = context
+        if previous_mag is not None:
+            arguments["previous_mag"] = previous_mag
         return self.request("binding", **arguments)
+
+    def handover_prepare(self, mn_id: str, target: str) -> Any:
+        """``handover-prepare``: the old MAG pushes the MN's context to ``target`` (predictive)."""
+        return self.request("handover-prepare", mn_id=mn_id, target=target)
 
     def detach(self, mn_id: str) -> Any:
         """``binding detach``: the MN's binding ends (de-registration)."""

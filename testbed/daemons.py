@@ -17,6 +17,9 @@ import shutil
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 ARGV_FIELDS = ("config", "control")
 
@@ -39,6 +42,7 @@ class DaemonRole:
     mode: str  # "static" | "plugin" | "context"
     instances: tuple[ProxyInstancePlan, ...]
     other_interfaces: tuple[str, ...]  # interfaces the daemon must leave alone
+    plugin_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # pmipv6, MAGs
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -72,8 +76,13 @@ def mcproxy_config(role: DaemonRole) -> str:
     """mcproxy grammar: IGMPv3 and MLDv2 together, one pinstance per instance.
 
     In plugin/context modes a MAG starts with no instance: the pmipv6 plugin
-    creates one per tunnel at the first attach (SCENARIOS 18).
+    creates one per tunnel at the first attach (SCENARIOS 18). With plugin
+    settings (the MAG-to-MAG context channel) the MAG's config is YAML instead.
     """
+    if role.plugin_settings:
+        return (f"# {role.kind} {role.node}, mode {role.mode} (written by the testbed)\n"
+                + yaml.safe_dump({"protocols": ["MLDv2", "IGMPv3"],
+                                  "plugins": {"pmipv6": dict(role.plugin_settings)}}, sort_keys=False))
     lines = [f"# {role.kind} {role.node}, mode {role.mode} (written by the testbed)",
              "protocol MLDv2;", "protocol IGMPv3;"]
     if role.kind == "lma" or role.mode == "static":

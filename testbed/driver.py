@@ -7,6 +7,12 @@ the L2 outage passes, the new MAG's port comes up (attach), the LMA's route
 to the HNP is re-pointed into the new tunnel, and the new MAG gets an
 ``attach`` binding event (with the context in ``context`` mode). In ``static``
 mode only the radio and the route change: the baseline.
+
+``transfer`` (context mode) says how the context moves: ``control``, through
+this driver (``context-export`` then ``attach --context``); ``predictive``,
+``handover-prepare`` at the old MAG before the radio detach pushes it over the
+MAG-to-MAG channel; ``reactive``, the attach names ``previous_mag`` and the new
+MAG fetches it (RFC 7411 §3.3).
 """
 
 from __future__ import annotations
@@ -26,22 +32,24 @@ log = logging.getLogger(__name__)
 class HandoverDriver:
     def __init__(self, testbed: Testbed, mode: str,
                  controls: Mapping[str, ControlClient], lifetime: int,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, transfer: str | None = None) -> None:
         self.testbed = testbed
         self.mode = mode
+        self.transfer = transfer or "control"
         self.controls = controls
         self.lifetime = lifetime
         self.clock = clock
         self.records: list[HandoverRecord] = []
 
-    def _attach(self, mag: str, mn_name: str, context: list | None) -> None:
+    def _attach(self, mag: str, mn_name: str, context: list | None,
+                previous_mag: str | None = None) -> None:
         plan = self.testbed.plan
         mn = plan.mn(mn_name)
         tunnel = plan.tunnel(mn.lma, mag)
         access = "acc0" if plan.access_bridge else mn.mag_access_if()
         self.controls[mag].attach(mn.name, access, tunnel.mag_tunnel_if,
                                   str(tunnel.lma_underlay.ip), [str(mn.hnp)], self.lifetime,
-                                  context)
+                                  context, previous_mag)
 
     def initial_attach(self, mn_name: str) -> None:
         """Binding for the MN's first MAG (plugin and context modes)."""
@@ -50,9 +58,13 @@ class HandoverDriver:
 
     def handover(self, step: Handover) -> HandoverRecord:
         old = self.testbed.attached[step.mn]
-        context = None
-        if self.mode == "context":
+        context, previous_mag = None, None
+        if self.mode == "context" and self.transfer == "control":
             context = self.controls[old].context_export(step.mn)
+        elif self.mode == "context" and self.transfer == "predictive":
+            self.controls[old].handover_prepare(step.mn, step.to)
+        elif self.mode == "context":
+            previous_mag = old
         detach_at = self.clock()
         self.testbed.radio_detach(step.mn)
         if self.mode != "static":
@@ -64,7 +76,7 @@ class HandoverDriver:
         attach_at = self.clock()
         self.testbed.point_lma_route(step.mn, step.to)
         if self.mode != "static":
-            self._attach(step.to, step.mn, context)
+            self._attach(step.to, step.mn, context, previous_mag)
         record = HandoverRecord(index=len(self.records), mn=step.mn, from_mag=old,
                                 to_mag=step.to, mode=self.mode, detach_at=detach_at,
                                 attach_at=attach_at)

@@ -122,6 +122,15 @@ class Plan:
     def backbone_port(self, lma: str) -> str:
         return f"l{self.lma_index(lma)}"
 
+    def underlay_network(self, lma: str) -> ipaddress.IPv6Network:
+        """Every underlay link of ``lma`` (fd00:k:m::/64 for each MAG m)."""
+        return ipaddress.IPv6Network(f"fd00:{self.lma_index(lma):x}::/32")
+
+    def mag_peer_address(self, mag: str) -> ipaddress.IPv6Address:
+        """Where ``mag`` takes MAG-to-MAG requests: its underlay address towards the first LMA
+        (the other MAGs reach it through that LMA, RFC 7411 §3.3 transport)."""
+        return self.tunnel(self.topology.lmas[0], mag).mag_underlay.ip
+
     def mag_downstreams(self, mag: str, lma: str) -> tuple[str, ...]:
         """Access interfaces of MAG for the MNs anchored at LMA (static mode)."""
         if self.access_bridge:

@@ -30,6 +30,7 @@ from mcproxy_pmip_testbed.plot import plot_run
 from mcproxy_pmip_testbed.scenario import Scenario
 
 log = logging.getLogger(__name__)
+PEER_PORT = 7411
 Progress = Callable[[str], None]
 
 
@@ -37,7 +38,16 @@ def best_mode(spec: DaemonSpec) -> str:
     return "context" if spec.supports_plugin else "static"
 
 
-def daemon_roles(plan: Plan, mode: str) -> list[DaemonRole]:
+def peer_settings(plan: Plan, mag: str) -> dict[str, Any]:
+    """pmipv6 settings of the MAG-to-MAG context channel: listen on the MAG's underlay
+    address, every other MAG a peer."""
+    def where(node: str) -> str:
+        return f"[{plan.mag_peer_address(node)}]:{PEER_PORT}"
+    return {"name": mag, "listen": where(mag),
+            "peers": {other: where(other) for other in plan.topology.mags if other != mag}}
+
+
+def daemon_roles(plan: Plan, mode: str, transfer: str = "control") -> list[DaemonRole]:
     roles = []
     for lma in plan.topology.lmas:
         tunnels = tuple(t.lma_tunnel_if for t in plan.tunnels if t.lma == lma)
@@ -51,8 +61,10 @@ def daemon_roles(plan: Plan, mode: str) -> list[DaemonRole]:
                               plan.mag_downstreams(mag, lma))
             for lma in plan.topology.lmas)
         underlays = tuple(plan.tunnel(lma, mag).mag_underlay_if for lma in plan.topology.lmas)
+        channel = mode == "context" and transfer != "control"
         roles.append(DaemonRole(node=mag, kind="mag", mode=mode, instances=instances,
-                                other_interfaces=("lo", *underlays)))
+                                other_interfaces=("lo", *underlays),
+                                plugin_settings=peer_settings(plan, mag) if channel else {}))
     return roles
 
 
@@ -75,6 +87,7 @@ class ScenarioRun:
         self.progress = progress
         if out.exists() and any(out.iterdir()):
             raise FileExistsError(f"results folder {out} is not empty; choose another --out")
+        self.transfer = scenario.options.context_transfer if mode == "context" else None
         self.plan = make_plan(scenario.topology)
         self.sockdir = Path(tempfile.mkdtemp(prefix=f"mptb{self.plan.run_id}-"))
         self.controls: dict[str, ControlClient] = {}
@@ -84,7 +97,7 @@ class ScenarioRun:
         self.captures: dict[str, Path] = {}
 
     def _start_daemons(self, testbed: Testbed) -> None:
-        for role in daemon_roles(self.plan, self.mode):
+        for role in daemon_roles(self.plan, self.mode, self.transfer or "control"):
             config = self.out / f"{role.node}.conf"
             config.write_text(self.spec.write_config(role))
             control = self.sockdir / f"{role.node}.sock"
@@ -95,8 +108,9 @@ class ScenarioRun:
                     raise RuntimeError(f"{self.spec.name} on {role.node} opened no control "
                                        f"socket (log: {testbed.processes.log_path('daemon-' + role.node)})")
                 self.controls[role.node] = ControlClient(control)
+        transfer = f", context transfer {self.transfer}" if self.transfer else ""
         self.progress(f"daemons: {self.spec.name} on {len(self.plan.topology.lmas)} LMA(s) and "
-                      f"{len(self.plan.topology.mags)} MAG(s), mode {self.mode}")
+                      f"{len(self.plan.topology.mags)} MAG(s), mode {self.mode}{transfer}")
 
     def _start_captures(self, testbed: Testbed) -> None:
         wanted = {(t.mag, t.mag_tunnel_if): capture.REPORTS_ONLY for t in self.plan.tunnels}
@@ -148,7 +162,7 @@ class ScenarioRun:
                 self._start_daemons(testbed)
                 self._start_captures(testbed)
                 driver = HandoverDriver(testbed, self.mode, self.controls,
-                                        options.binding_lifetime)
+                                        options.binding_lifetime, transfer=self.transfer)
                 for mn in self.plan.mns:
                     driver.initial_attach(mn.name)
                 self._start_traffic(testbed)
@@ -197,7 +211,8 @@ class ScenarioRun:
             for mn, names in self.scenario.subscriptions.items()}
         rows = measure(records, self.streams, subscriptions, arrivals, end_at, reports)
         results = {
-            "run_id": self.plan.run_id, "mode": self.mode, "daemon": self.spec.name,
+            "run_id": self.plan.run_id, "mode": self.mode, "context_transfer": self.transfer,
+            "daemon": self.spec.name,
             "tunnel": tunnel_kind, "build_seconds": build_interval, "started_at": origin_at,
             "ended_at": end_at, "handovers": rows,
         }

@@ -21,6 +21,9 @@ from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.errors import ConfigError, ConfigProblem
 
 MODES = ("static", "plugin", "context")
+#: How context mode moves the subscription context: through the driver (control), or over the
+#: MAG-to-MAG channel pushed before the handover (predictive) or fetched at attach (reactive).
+CONTEXT_TRANSFERS = ("control", "predictive", "reactive")
 _NODE_NAME = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 _SSM_V4 = ipaddress.ip_network("232.0.0.0/8")
 
@@ -97,6 +100,7 @@ class Options:
     mn_sees_link_change: bool = False
     capture: tuple[str, ...] = ()  # "node:ifname" links to write pcaps of
     binding_lifetime: int = 3600
+    context_transfer: str = "control"  # one of CONTEXT_TRANSFERS; context mode only
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -307,7 +311,7 @@ def validate_scenario(document: Any, file: str = "<scenario>") -> Scenario:
             problems.add(f"handovers[{index}]", "starts before the same MN's previous handover ends")
     opts = _mapping(doc.get("options", {}), "options", problems)
     unknown = set(opts) - {"warmup_s", "tail_s", "mn_sees_link_change", "capture",
-                           "binding_lifetime"}
+                           "binding_lifetime", "context_transfer"}
     if unknown:
         problems.add("options", f"unknown keys {sorted(unknown)}")
     link_change = opts.get("mn_sees_link_change", False)
@@ -318,12 +322,17 @@ def validate_scenario(document: Any, file: str = "<scenario>") -> Scenario:
     for item in capture:
         if item.count(":") != 1:
             problems.add("options.capture", f"{item!r} is not node:ifname")
+    transfer = opts.get("context_transfer", "control")
+    if transfer not in CONTEXT_TRANSFERS:
+        problems.add("options.context_transfer", f"must be one of {CONTEXT_TRANSFERS}")
+        transfer = "control"
     options = Options(
         warmup_interval=_number(opts, "warmup_s", 2.0, "options", problems),
         tail_interval=_number(opts, "tail_s", 3.0, "options", problems),
         mn_sees_link_change=link_change,
         capture=capture,
         binding_lifetime=int(_number(opts, "binding_lifetime", 3600.0, "options", problems, 1.0)),
+        context_transfer=transfer,
     )
     if handovers and handovers[0].at < options.warmup_interval:
         problems.add("handovers[0].at", "must not be earlier than options.warmup_s")

@@ -25,7 +25,7 @@ from mcproxy_pmip_testbed.scenario import load_scenario
 pytestmark = pytest.mark.netns
 
 TESTBED = Path(sys.executable).parent / "mcproxy-pmip-testbed"
-RUN_KEYS = {"run_id", "mode", "daemon", "tunnel", "build_seconds", "started_at", "ended_at",
+RUN_KEYS = {"run_id", "mode", "context_transfer", "daemon", "tunnel", "build_seconds", "started_at", "ended_at",
             "handovers"}
 ROW_KEYS = {"handover", "mn", "from_mag", "to_mag", "mode", "stream", "family", "group",
             "detach_at", "attach_at", "l2_outage_ms", "gap_ms", "lost", "duplicated",
