@@ -83,6 +83,7 @@ class Testbed:
         self.build_interval: float | None = None
         self._created: list[str] = []
         self._veth_count = 0
+        self._indexes: dict[tuple[str, str], int] = {}  # (node, ifname): links are never deleted
 
     # -- life cycle -------------------------------------------------------------
     def __enter__(self) -> Testbed:
@@ -123,6 +124,7 @@ class Testbed:
         for ipr in self.ipr.values():
             ipr.close()
         self.ipr.clear()
+        self._indexes.clear()
         for ns in reversed(self._created):
             nsutil.kill_pids(nsutil.namespace_pids(ns))
             nsutil.remove_namespace(ns)
@@ -130,10 +132,14 @@ class Testbed:
 
     # -- helpers ----------------------------------------------------------------
     def _index(self, node: str, ifname: str) -> int:
-        found = self.ipr[self.plan.ns(node)].link_lookup(ifname=ifname)
-        if not found:
-            raise KernelError("link_lookup", 19, f"{ifname} in {node}")
-        return found[0]
+        """The link's ifindex, looked up once (half the netlink calls of a large build)."""
+        key = (node, ifname)
+        if key not in self._indexes:
+            found = self.ipr[self.plan.ns(node)].link_lookup(ifname=ifname)
+            if not found:
+                raise KernelError("link_lookup", 19, f"{ifname} in {node}")
+            self._indexes[key] = found[0]
+        return self._indexes[key]
 
     def _veth(self, node: str, ifname: str, peer_node: str, peer_ifname: str,
               **attrs: Any) -> None:
@@ -239,7 +245,11 @@ class Testbed:
         mags = self.plan.topology.mags
         if self.plan.access_bridge:
             for mag in mags:
-                self._bridge(mag, "acc0", snooping=1, address=MAG_ACCESS_MAC)
+                # No snooping: an MN arriving on a port must get the groups the MAG already
+                # forwards into acc0 (context mode joins without any report from the MN, and a
+                # snooping bridge would only feed ports that reported). Each attached MN then
+                # receives every group the MAG forwards; its host stack drops the others.
+                self._bridge(mag, "acc0", snooping=0, address=MAG_ACCESS_MAC)
                 self._sysctl(mag, "net.ipv6.conf.acc0.addr_gen_mode", 1)
                 self._addr(mag, "acc0", ipaddress.IPv6Interface(f"{MAG_ACCESS_LINK_LOCAL}/64"))
                 self._up(mag, "acc0")
