@@ -1,6 +1,6 @@
 """Network namespaces and the processes inside them: create, enter, run, clean.
 
-Namespaces are created with pyroute2 (a bind mount under /run/netns); the
+Namespaces are created with ``ip netns add`` (a bind mount under /run/netns); the
 builder enters one with setns(2) on its own thread only long enough to open a
 netlink socket and write per-namespace sysctls, since both stay bound to the
 namespace they were opened in. Processes are started with ``ip netns exec`` and
@@ -63,7 +63,16 @@ def write_sysctl(key: str, value: str | int) -> None:
 
 
 def create_namespace(ns: str) -> None:
-    pyroute2_netns.create(ns)
+    """``ip netns add``: it waits as long as the kernel needs.
+
+    Right after a large teardown the kernel's asynchronous cleanup of the old
+    namespaces can hold the rtnl lock for seconds (seen > 2 s after 207 namespaces), and
+    pyroute2's ``netns.create`` gives up after 2 s, leaving a half-made one.
+    """
+    result = subprocess.run(["ip", "netns", "add", ns], capture_output=True, text=True,
+                            check=False)
+    if result.returncode != 0:
+        raise KernelError("netns_add", errno.EIO, f"{ns}: {result.stderr.strip()}")
 
 
 def namespace_fd(ns: str) -> int:
