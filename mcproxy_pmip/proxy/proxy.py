@@ -100,7 +100,8 @@ class Proxy(service.Service):
             self.sockets[Family.IPV4] = IgmpSocket()
         if Family.IPV6 in self.families:
             self.sockets[Family.IPV6] = MldSocket()
-        self.sender = Sender(self.sockets.get(Family.IPV4), self.sockets.get(Family.IPV6), self.lookup)
+        self.sender = Sender(self.sockets.get(Family.IPV4), self.sockets.get(Family.IPV6), self.lookup,
+                             self.reactor.callLater)
         self.receiver = Receiver(self.sockets.get(Family.IPV4), self.sockets.get(Family.IPV6),
                                  self._deliver, self.monitor.is_own_address, self.require_router_alert)
         if Family.IPV4 in self.sockets:

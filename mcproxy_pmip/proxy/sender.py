@@ -6,10 +6,17 @@ Reports (RFC 3376 §4.2, RFC 3810 §5.2): IGMPv3 to 224.0.0.22, MLDv2 to ff02::1
 split to the MTU (§4.2.16); older versions one message per record, a leave to
 224.0.0.2 / a done to ff02::2. The IP options (Router Alert, TTL / hop limit 1,
 TOS 0xc0, link-local MLD source) are the kernel sockets' job.
+
+A send refused because the source address is not usable yet (EINVAL /
+EADDRNOTAVAIL: an IPv6 link-local address the kernel still holds tentative
+after a link came up or regained carrier) is retried a few times at
+``RETRY_INTERVAL`` with the interface looked up again, instead of losing the
+message until the next retransmission.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -25,6 +32,10 @@ from mcproxy_pmip.wire.split import split_query_sources, split_report_records
 log = logging.getLogger(__name__)
 
 _LEAVE_TYPES = (RecordType.CHANGE_TO_INCLUDE, RecordType.MODE_IS_INCLUDE)
+_SOURCE_NOT_READY = (errno.EINVAL, errno.EADDRNOTAVAIL)
+
+RETRY_INTERVAL = 0.02
+MAX_RETRIES = 10
 
 
 def _is_leave(record: GroupRecord) -> bool:
@@ -32,11 +43,14 @@ def _is_leave(record: GroupRecord) -> bool:
 
 
 class Sender:
-    """Builds and sends; ``lookup(name)`` gives the interface's index, MTU and addresses."""
+    """Builds and sends; ``lookup(name)`` gives the interface's index, MTU and addresses;
+    ``call_later(delay, f, *args)`` (the reactor's) schedules retries, None disables them."""
 
-    def __init__(self, igmp_socket, mld_socket, lookup: Callable[[str], InterfaceInfo | None]) -> None:
+    def __init__(self, igmp_socket, mld_socket, lookup: Callable[[str], InterfaceInfo | None],
+                 call_later: Callable | None = None) -> None:
         self._sockets = {Family.IPV4: igmp_socket, Family.IPV6: mld_socket}
         self._lookup = lookup
+        self._call_later = call_later
         self.sent: Counter[str] = Counter()
         self.failures: Counter[str] = Counter()
 
@@ -98,13 +112,27 @@ class Sender:
         return info
 
     def _send(self, info: InterfaceInfo, family: Family, destination: IPAddress,
-              message: bytes, kind: str) -> None:
+              message: bytes, kind: str, attempt: int = 0) -> None:
         source = info.primary_ipv4 if family is Family.IPV4 else info.ipv6_link_local
+        counter = f"{family.protocol.lower()}_{kind}"
         try:
             self._sockets[family].send(info.ifindex, source, destination, message)
         except KernelError as exc:
-            self.failures[f"{family.protocol.lower()}_{kind}"] += 1
+            if exc.errno in _SOURCE_NOT_READY and self._call_later is not None and attempt < MAX_RETRIES:
+                self.failures[f"{counter}_retried"] += 1
+                log.debug("send_retry interface=%s family=%s kind=%s attempt=%d error=%s",
+                          info.name, family.name, kind, attempt + 1, exc)
+                self._call_later(RETRY_INTERVAL, self._retry, info.name, family, destination, message,
+                                 kind, attempt + 1)
+                return
+            self.failures[counter] += 1
             log.warning("send_failed interface=%s family=%s kind=%s error=%s",
                         info.name, family.name, kind, exc)
             return
-        self.sent[f"{family.protocol.lower()}_{kind}"] += 1
+        self.sent[counter] += 1
+
+    def _retry(self, name: str, family: Family, destination: IPAddress, message: bytes, kind: str,
+               attempt: int) -> None:
+        info = self._interface(name)
+        if info is not None:
+            self._send(info, family, destination, message, kind, attempt)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 
 import pytest
+from twisted.internet.task import Clock
 
 from mcproxy_pmip.addresses import Family
+from mcproxy_pmip.errors import KernelError
 from mcproxy_pmip.kernel.interfaces import InterfaceInfo
 from mcproxy_pmip.membership.actions import SendQuery, SendReport
-from mcproxy_pmip.proxy.sender import Sender
+from mcproxy_pmip.proxy.sender import MAX_RETRIES, RETRY_INTERVAL, Sender
 from mcproxy_pmip.wire.records import GroupRecord, RecordType
 
 G4 = ipaddress.IPv4Address("239.1.1.1")
@@ -105,3 +108,43 @@ def test_unknown_interface_is_counted_not_raised(rig) -> None:
     sender, v4, _ = rig
     sender.send_query(SendQuery("gone0", Family.IPV4, 3, None, (), 10.0, False, 2, 125.0))
     assert v4.sent == [] and sender.failures["interface_gone"] == 1
+
+
+class FlakySocket(RecordingSocket):
+    """Refuses the first ``failures`` sends with ``code`` (a tentative source address)."""
+
+    def __init__(self, failures: int, code: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.code = code
+
+    def send(self, ifindex, source, destination, payload) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise KernelError("sendmsg(ICMPv6)", self.code)
+        super().send(ifindex, source, destination, payload)
+
+
+def test_a_source_not_ready_yet_is_retried_until_it_works() -> None:
+    clock = Clock()
+    v6 = FlakySocket(3, errno.EINVAL)
+    sender = Sender(RecordingSocket(), v6, lambda name: INFO, clock.callLater)
+    sender.send_query(query(Family.IPV6, 2))
+    assert v6.sent == []
+    clock.pump([RETRY_INTERVAL] * 3)
+    assert len(v6.sent) == 1 and sender.sent["mld_query"] == 1
+    assert sender.failures["mld_query_retried"] == 3 and sender.failures["mld_query"] == 0
+
+
+def test_retries_give_up_and_other_errors_are_not_retried() -> None:
+    clock = Clock()
+    v6 = FlakySocket(MAX_RETRIES + 5, errno.EINVAL)
+    sender = Sender(RecordingSocket(), v6, lambda name: INFO, clock.callLater)
+    sender.send_query(query(Family.IPV6, 2))
+    clock.pump([RETRY_INTERVAL] * (MAX_RETRIES + 5))
+    assert v6.sent == [] and sender.failures["mld_query"] == 1
+    assert clock.getDelayedCalls() == []
+    unreachable = FlakySocket(1, errno.ENETUNREACH)
+    sender = Sender(RecordingSocket(), unreachable, lambda name: INFO, clock.callLater)
+    sender.send_query(query(Family.IPV6, 2))
+    assert sender.failures["mld_query"] == 1 and clock.getDelayedCalls() == []
