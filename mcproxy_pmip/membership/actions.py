@@ -84,11 +84,13 @@ class Trace:
     """A structured trace record for the IO layer to log (the engine never logs).
 
     ``event`` is a slug (``limit_groups_hit``, ``record_ignored``); ``fields``
-    key=value pairs.
+    key=value pairs; ``warning`` asks for the warning level (the RFCs' "SHOULD
+    log a warning", rate-limited by the engine) instead of debug.
     """
 
     event: str
     fields: tuple[tuple[str, object], ...] = ()
+    warning: bool = False
 
 
 Action = SendQuery | SendReport | MembershipChanged | ForwardingChanged | QuerierChanged | Trace

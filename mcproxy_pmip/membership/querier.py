@@ -1,11 +1,28 @@
-"""Querier election and the General Query schedule of one link.
+"""Querier election, the General Query schedule and the querier's timer values on one link.
 
 RFC 3376 §6.6.2 / RFC 3810 §7.6.2: every router starts as querier; a query
 from a lower address (IGMP: lowest IPv4 address; MLD: lowest link-local IPv6
 address) makes it a Non-Querier and starts the Other Querier Present timer;
-when that timer expires it is the querier again. RFC 3376 §8.6 / §8.7: after
-start-up, [Startup Query Count] General Queries separated by the [Startup
-Query Interval], then one every [Query Interval].
+when that timer expires it is the querier again. The election ignores the
+query's version: an IGMPv2 or MLDv1 querier with a lower address wins too.
+RFC 3376 §8.6 / §8.7: after start-up, [Startup Query Count] General Queries
+separated by the [Startup Query Interval], then one every [Query Interval].
+
+RFC 3376 §4.1.6 / §4.1.7, RFC 3810 §5.1.8 / §5.1.9: a Non-Querier adopts the
+QRV and QQI of the most recent query of a router that beats it in the
+election (``link``), a zero field meaning our configured value; the Other
+Querier Present Interval follows from them. Decisions: queries of routers
+with a higher address are not the querier's and change nothing; a router
+that becomes querier again (or restarts) goes back to its configured values,
+the ones its own queries advertise; an IGMPv1/v2 or MLDv1 query carries no
+QRV or QQI, so one from the router whose newer queries gave the values keeps
+them (an IGMPv3 querier sends IGMPv2 group-specific queries to groups with
+IGMPv2 hosts) and one from any other router means our configured values.
+
+RFC 3376 §7.3.1 / RFC 3810 §8.3.1: a router not configured for an older
+version that hears an IGMPv1 Query, an IGMPv2 or an MLDv1 General Query
+should log a warning, rate-limited (``older_query_heard``). The daemon always
+runs IGMPv3 / MLDv2, so every such query is warned about.
 
 This module only keeps the times; ``router.RouterInterface`` turns its
 answers into actions.
@@ -16,12 +33,16 @@ from __future__ import annotations
 from mcproxy_pmip.addresses import IPAddress
 from mcproxy_pmip.membership.timers import Timers
 
+#: At most one older-version querier warning per link in this many seconds.
+OLDER_QUERIER_WARNING_INTERVAL = 60.0
+
 
 class QuerierState:
-    """Election state and General Query deadlines of one link and family."""
+    """Election state, General Query deadlines and timer values of one link and family."""
 
-    __slots__ = ("own_address", "timers", "election", "is_querier", "other_querier",
-                 "general_query_at", "startup_queries_left", "other_querier_present_at")
+    __slots__ = ("own_address", "timers", "election", "is_querier", "other_querier", "link",
+                 "general_query_at", "startup_queries_left", "other_querier_present_at",
+                 "older_warning_at", "older_warnings_held")
 
     def __init__(self, own_address: IPAddress | None, timers: Timers, election: bool) -> None:
         self.own_address = own_address
@@ -29,19 +50,24 @@ class QuerierState:
         self.election = election
         self.is_querier = True
         self.other_querier: IPAddress | None = None
+        self.link = timers.link
         self.general_query_at: float | None = None
         self.startup_queries_left = 0
         self.other_querier_present_at: float | None = None
+        self.older_warning_at: float | None = None
+        self.older_warnings_held = 0
 
     def start(self, now: float) -> None:
         """Start-up (§8.6/§8.7): the caller sends the first General Query at ``now``."""
         self.is_querier = True
         self.other_querier = None
+        self.link = self.timers.link
         self.other_querier_present_at = None
         self.startup_queries_left = self.timers.startup_count - 1
         self._schedule_next(now)
 
     def stop(self) -> None:
+        self.link = self.timers.link
         self.general_query_at = None
         self.other_querier_present_at = None
         self.startup_queries_left = 0
@@ -61,28 +87,51 @@ class QuerierState:
         return True
 
     def other_querier_expired(self, now: float) -> bool:
-        """Other Querier Present timer expiry: we are the querier again (the
-        caller sends a General Query at once). True if that happened."""
+        """Other Querier Present timer expiry: we are the querier again, with our
+        configured values (the caller sends a General Query at once). True if
+        that happened."""
         if self.other_querier_present_at is None or self.other_querier_present_at > now:
             return False
         self.other_querier_present_at = None
         self.is_querier = True
         self.other_querier = None
+        self.link = self.timers.link
         self.startup_queries_left = 0
         self._schedule_next(now)
         return True
 
-    def query_received(self, now: float, source: IPAddress) -> bool:
-        """A query from ``source`` (§6.6.2). True if we stopped being the querier."""
+    def query_received(self, now: float, source: IPAddress, values: tuple[int, float] | None
+                       ) -> bool:
+        """A query from ``source``; ``values`` its QRV and QQI, None for an
+        older-version query, which carries neither. True if we stopped being
+        the querier."""
         if not self.election or not self._wins(source):
             return False
         was_querier = self.is_querier
+        if values is not None:
+            self.link = self.timers.link.adopt(*values)
+        elif was_querier or source != self.other_querier:
+            self.link = self.timers.link
         self.is_querier = False
         self.other_querier = source
         self.general_query_at = None
         self.startup_queries_left = 0
-        self.other_querier_present_at = now + self.timers.other_querier_present_interval
+        self.other_querier_present_at = now + self.link.other_querier_present_interval
         return was_querier
+
+    def older_query_heard(self, now: float) -> int | None:
+        """An older-version General Query was heard (§7.3.1 / RFC 3810 §8.3.1).
+
+        None while warnings are held back, else how many were held back since
+        the previous warning (the caller warns now).
+        """
+        if self.older_warning_at is not None and now < self.older_warning_at:
+            self.older_warnings_held += 1
+            return None
+        held = self.older_warnings_held
+        self.older_warnings_held = 0
+        self.older_warning_at = now + OLDER_QUERIER_WARNING_INTERVAL
+        return held
 
     def _wins(self, source: IPAddress) -> bool:
         """True if ``source`` beats us in the election (lower address).

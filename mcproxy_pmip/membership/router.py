@@ -5,8 +5,12 @@ tables of ``router_table`` (§6.4), timers expire (§6.5), group-specific and
 group-and-source-specific queries are sent and retransmitted (§6.6.3),
 General Queries go out at start-up and every Query Interval while we are the
 querier (§6.6.2, ``querier``), and queries from other routers elect the
-querier and lower timers (§6.6.1). RFC 3376 §7.3.2 / RFC 3810 §8.3.2: older
-host compatibility per group. RFC 4605 §4: a proxy forwards to a link only
+querier and lower timers (§6.6.1). A Non-Querier derives its intervals from
+the querier's QRV and QQI (§4.1.6 / §4.1.7, RFC 3810 §5.1.8 / §5.1.9, kept by
+``querier``). RFC 3376 §7.3.1 / RFC 3810 §8.3.1: an older-version General
+Query is reported as a rate-limited warning ``Trace``; the election treats it
+like any other. RFC 3376 §7.3.2 / RFC 3810 §8.3.2: older host compatibility
+per group. RFC 4605 §4: a proxy forwards to a link only
 while it is the querier there (unless configured otherwise).
 
 Sans-IO: every entry point takes ``now`` and returns actions; deadlines sit
@@ -26,7 +30,7 @@ from mcproxy_pmip.membership.actions import (Action, MembershipChanged, QuerierC
 from mcproxy_pmip.membership.querier import QuerierState
 from mcproxy_pmip.membership.router_group import RouterGroup
 from mcproxy_pmip.membership.router_table import COMPAT, ROWS, Compat, CompatMode
-from mcproxy_pmip.membership.timers import RouterOptions
+from mcproxy_pmip.membership.timers import LinkTimers, RouterOptions
 from mcproxy_pmip.wire.records import FilterMode, GroupRecord, RecordType
 
 _COMPACT_MINIMUM = 64
@@ -48,14 +52,8 @@ class RouterInterface:
         self.family = family
         self.own_address = own_address
         self.options = options
-        timers = options.timers
-        self._gmi = timers.group_membership_interval
-        self._ohpi = timers.older_host_present_interval
-        self._lmqt = timers.last_member_query_time
-        self._lmqi = timers.last_member_query_interval
-        self._lmqc = max(1, timers.lmq_count)     # a Send Q action sends at least one query
         self._newest = family.newest_version
-        self._querier = QuerierState(own_address, timers, options.querier_election)
+        self._querier = QuerierState(own_address, options.timers, options.querier_election)
         self._groups: dict[IPAddress, RouterGroup] = {}
         self._heap: list[tuple[float, int, IPAddress]] = []
         self._seq = itertools.count()
@@ -74,6 +72,21 @@ class RouterInterface:
     @property
     def other_querier(self) -> IPAddress | None:
         return self._querier.other_querier
+
+    @property
+    def link_timers(self) -> LinkTimers:
+        """The values this link's intervals derive from: configured while we are
+        the querier, with the querier's QRV and QQI while we are not."""
+        return self._querier.link
+
+    @property
+    def _lmqc(self) -> int:
+        """Last Member Query Count; a Send Q action sends at least one query."""
+        return max(1, self._querier.link.lmq_count)
+
+    @property
+    def _lmqt(self) -> float:
+        return self._querier.link.last_member_query_time
 
     def groups(self) -> Iterable[IPAddress]:
         return list(self._groups)
@@ -195,7 +208,9 @@ class RouterInterface:
             if treatment is Compat.NO_SOURCES:
                 sources = _NO_SOURCES
         row = ROWS[(g.filter_mode, record_type)]
-        changed, query_sources = g.apply_row(row, sources, now, self._gmi, self.options.max_sources)
+        changed, query_sources = g.apply_row(row, sources, now,
+                                             self._querier.link.group_membership_interval,
+                                             self.options.max_sources)
         if changed is None:
             out.append(Trace("limit_sources_hit", (("interface", self.interface),
                                                    ("group", group),
@@ -208,10 +223,11 @@ class RouterInterface:
 
     def _older_host_present(self, g: RouterGroup, now: float, version: int) -> None:
         """§7.3.2 / RFC 3810 §8.3.2: an older-version report sets its Host Present timer."""
+        at = now + self._querier.link.older_host_present_interval
         if version == 1:
-            g.v1_host_present_at = now + self._ohpi
+            g.v1_host_present_at = at
         else:
-            g.v2_host_present_at = now + self._ohpi
+            g.v2_host_present_at = at
 
     def _keep(self, g: RouterGroup, created: bool, touched: dict[IPAddress, bool],
               changed: bool) -> None:
@@ -258,26 +274,52 @@ class RouterInterface:
                      sources: Sequence[IPAddress], source: IPAddress, max_resp_interval: float,
                      suppress_router_processing: bool, robustness: int,
                      query_interval: float) -> list[Action]:
-        """Querier election (§6.6.2) and, as a Non-Querier, timer lowering (§6.6.1)."""
+        """Querier election (§6.6.2), the querier's values (§4.1.6 / §4.1.7) and,
+        as a Non-Querier, timer lowering (§6.6.1).
+
+        The lowered deadline is [Last Member Query Count] × the query's Max
+        Resp Time (the querier's LMQI): the count follows the adopted QRV
+        unless configured.
+        """
         out: list[Action] = []
         if source == self.own_address:
             return out
-        if self._querier.query_received(now, source):
+        if version < self._newest and group is None:
+            self._older_querier_heard(now, version, source, out)
+        querier = self._querier
+        before = querier.link
+        values = (robustness, query_interval) if version == self._newest else None
+        if querier.query_received(now, source, values):
             self._lost_election(out)
-        if self._querier.is_querier or group is None or suppress_router_processing:
+        if querier.link != before:
+            out.append(Trace("querier_values_adopted",
+                             (("interface", self.interface), ("family", self.family.name),
+                              ("source", source), ("robustness", querier.link.robustness),
+                              ("query_interval", querier.link.query_interval))))
+        if querier.is_querier or group is None or suppress_router_processing:
             return out
         g = self._groups.get(group)
         if g is None:
             return out
-        count = robustness if robustness > 0 else self._lmqc
-        interval = max_resp_interval if max_resp_interval > 0 else self._lmqi
-        lowered_at = now + count * interval
+        interval = (max_resp_interval if max_resp_interval > 0
+                    else querier.link.last_member_query_interval)
+        lowered_at = now + self._lmqc * interval
         if sources:
             g.lower_source_timers(sources, lowered_at)
         else:
             g.lower_group_timer(lowered_at)
         self._schedule(g)
         return out
+
+    def _older_querier_heard(self, now: float, version: int, source: IPAddress,
+                             out: list[Action]) -> None:
+        """RFC 3376 §7.3.1 / RFC 3810 §8.3.1: warn (rate-limited) about an older querier."""
+        held = self._querier.older_query_heard(now)
+        if held is not None:
+            out.append(Trace("older_version_querier",
+                             (("interface", self.interface), ("family", self.family.name),
+                              ("source", source), ("version", version), ("held_back", held)),
+                             warning=True))
 
     def _lost_election(self, out: list[Action]) -> None:
         out.append(QuerierChanged(self.interface, self.family, False, self._querier.other_querier))
@@ -366,7 +408,8 @@ class RouterInterface:
         if not self._querier.is_querier:
             g.cancel_queries()
             return
-        group_query, above, below = g.take_query(now, self._lmqt, self._lmqi)
+        group_query, above, below = g.take_query(now, self._lmqt,
+                                                  self._querier.link.last_member_query_interval)
         version = self._newest
         if self.options.older_version_queries:
             version = g.compat_version(self.family)
@@ -382,5 +425,6 @@ class RouterInterface:
     def _specific_query(self, version: int, group: IPAddress, sources: tuple[IPAddress, ...],
                         suppress_router_processing: bool) -> SendQuery:
         timers = self.options.timers
-        return SendQuery(self.interface, self.family, version, group, sources, self._lmqi,
-                         suppress_router_processing, timers.robustness, timers.query_interval)
+        return SendQuery(self.interface, self.family, version, group, sources,
+                         timers.last_member_query_interval, suppress_router_processing,
+                         timers.robustness, timers.query_interval)

@@ -1,13 +1,16 @@
 """Timer and counter values of IGMPv3 / MLDv2, their RFC defaults and derived intervals.
 
 RFC 3376 §8 and RFC 3810 §9 (identical defaults). All durations in seconds.
-``RouterOptions`` carries per-interface router-side settings, ``HostOptions``
-the upstream host side.
+``Timers`` are the configured values; ``LinkTimers`` the values a router
+derives its intervals from on one link, which a Non-Querier takes partly
+from the querier's queries (RFC 3376 §4.1.6 / §4.1.7, RFC 3810 §5.1.8 /
+§5.1.9). ``RouterOptions`` carries per-interface router-side settings,
+``HostOptions`` the upstream host side.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +37,15 @@ class Timers:
                 raise ValueError(f"{name} must be positive")
 
     @property
+    def link(self) -> LinkTimers:
+        """These values as the intervals of a link where we are the querier."""
+        return LinkTimers(self.robustness, self.query_interval, self.query_response_interval,
+                          self.last_member_query_interval, self.last_member_query_count)
+
+    @property
     def lmq_count(self) -> int:
         """Last Member Query Count (§8.7/§9.7): defaults to robustness."""
-        return self.last_member_query_count if self.last_member_query_count is not None else self.robustness
+        return self.link.lmq_count
 
     @property
     def startup_interval(self) -> float:
@@ -51,21 +60,72 @@ class Timers:
     @property
     def group_membership_interval(self) -> float:
         """GMI / MALI (§8.4): robustness × query interval + query response interval (260 s)."""
-        return self.robustness * self.query_interval + self.query_response_interval
+        return self.link.group_membership_interval
 
     @property
     def other_querier_present_interval(self) -> float:
         """§8.5: robustness × query interval + half the query response interval (255 s)."""
-        return self.robustness * self.query_interval + self.query_response_interval / 2
+        return self.link.other_querier_present_interval
 
     @property
     def older_host_present_interval(self) -> float:
         """§8.13 / MLD Older Version Host Present Timeout (260 s)."""
-        return self.robustness * self.query_interval + self.query_response_interval
+        return self.link.older_host_present_interval
 
     @property
     def last_member_query_time(self) -> float:
         """LMQT (§8.14): last member query interval × count (2 s)."""
+        return self.link.last_member_query_time
+
+
+@dataclass(frozen=True, slots=True)
+class LinkTimers:
+    """The values a router derives its intervals from on one link.
+
+    While it is the querier, its configured ``Timers`` (``Timers.link``). As
+    a Non-Querier, ``adopt`` takes the Robustness Variable from the QRV of the
+    most recent query of the querier (RFC 3376 §4.1.6, RFC 3810 §5.1.8) and
+    the Query Interval from its QQI (RFC 3376 §4.1.7, RFC 3810 §5.1.9); the
+    Query Response Interval and the Last Member Query Interval stay
+    configured (the RFCs have no field that carries them). Not validated like
+    ``Timers``: a querier's QQI may be shorter than our Query Response Interval.
+    """
+
+    robustness: int
+    query_interval: float
+    query_response_interval: float
+    last_member_query_interval: float
+    last_member_query_count: int | None
+
+    def adopt(self, robustness: int, query_interval: float) -> LinkTimers:
+        """These values with a query's QRV and QQI in place, each unless it is 0
+        (QRV 0: the querier's robustness exceeds 7; then ours counts)."""
+        return replace(self, robustness=robustness or self.robustness,
+                       query_interval=query_interval or self.query_interval)
+
+    @property
+    def lmq_count(self) -> int:
+        """Last Member Query Count (§8.7/§9.7): defaults to robustness."""
+        return self.last_member_query_count if self.last_member_query_count is not None else self.robustness
+
+    @property
+    def group_membership_interval(self) -> float:
+        """GMI / MALI (§8.4 / RFC 3810 §9.4): robustness × query interval + query response interval."""
+        return self.robustness * self.query_interval + self.query_response_interval
+
+    @property
+    def other_querier_present_interval(self) -> float:
+        """§8.5 / RFC 3810 §9.5: robustness × query interval + half the query response interval."""
+        return self.robustness * self.query_interval + self.query_response_interval / 2
+
+    @property
+    def older_host_present_interval(self) -> float:
+        """§8.13 / RFC 3810 §9.13: robustness × query interval + query response interval."""
+        return self.robustness * self.query_interval + self.query_response_interval
+
+    @property
+    def last_member_query_time(self) -> float:
+        """LMQT (§8.14) / LLQT (RFC 3810 §9.10): last member query interval × count."""
         return self.last_member_query_interval * self.lmq_count
 
 

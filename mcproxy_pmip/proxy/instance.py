@@ -268,8 +268,9 @@ class ProxyInstance:
                          self.name, action.interface, action.family.name, action.is_querier,
                          action.other_querier)
             elif isinstance(action, Trace):
-                log.debug("engine_%s instance=%s %s", action.event, self.name,
-                          " ".join(f"{k}={v}" for k, v in action.fields))
+                log.log(logging.WARNING if action.warning else logging.DEBUG,
+                        "engine_%s instance=%s %s", action.event, self.name,
+                        " ".join(f"{k}={v}" for k, v in action.fields))
 
     def _age(self) -> None:
         for routing in self.routing.values():
