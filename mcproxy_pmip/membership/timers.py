@@ -11,6 +11,7 @@ from the querier's queries (RFC 3376 §4.1.6 / §4.1.7, RFC 3810 §5.1.8 /
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,7 @@ class Timers:
         return self.link.last_member_query_time
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class LinkTimers:
     """The values a router derives its intervals from on one link.
 
@@ -89,6 +90,8 @@ class LinkTimers:
     Query Response Interval and the Last Member Query Interval stay
     configured (the RFCs have no field that carries them). Not validated like
     ``Timers``: a querier's QQI may be shorter than our Query Response Interval.
+    The derived intervals are computed once per object (they sit on the
+    per-record path of the router); hence no ``slots``.
     """
 
     robustness: int
@@ -103,27 +106,27 @@ class LinkTimers:
         return replace(self, robustness=robustness or self.robustness,
                        query_interval=query_interval or self.query_interval)
 
-    @property
+    @cached_property
     def lmq_count(self) -> int:
         """Last Member Query Count (§8.7/§9.7): defaults to robustness."""
         return self.last_member_query_count if self.last_member_query_count is not None else self.robustness
 
-    @property
+    @cached_property
     def group_membership_interval(self) -> float:
         """GMI / MALI (§8.4 / RFC 3810 §9.4): robustness × query interval + query response interval."""
         return self.robustness * self.query_interval + self.query_response_interval
 
-    @property
+    @cached_property
     def other_querier_present_interval(self) -> float:
         """§8.5 / RFC 3810 §9.5: robustness × query interval + half the query response interval."""
         return self.robustness * self.query_interval + self.query_response_interval / 2
 
-    @property
+    @cached_property
     def older_host_present_interval(self) -> float:
         """§8.13 / RFC 3810 §9.13: robustness × query interval + query response interval."""
         return self.robustness * self.query_interval + self.query_response_interval
 
-    @property
+    @cached_property
     def last_member_query_time(self) -> float:
         """LMQT (§8.14) / LLQT (RFC 3810 §9.10): last member query interval × count."""
         return self.last_member_query_interval * self.lmq_count
