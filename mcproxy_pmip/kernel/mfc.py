@@ -36,6 +36,7 @@ class MfcTable:
     def __init__(self, sock: mroute.MrouteSocket) -> None:
         self._sock = sock
         self._entries: dict[tuple[IPAddress, IPAddress], MfcEntry] = {}
+        self._sources: dict[IPAddress, set[IPAddress]] = {}  # group -> sources with an entry
 
     def _pack(self, entry: MfcEntry) -> bytes:
         if self._sock.family is Family.IPV4:
@@ -60,6 +61,7 @@ class MfcTable:
         op = "MRT_ADD_MFC" if self._sock.family is Family.IPV4 else "MRT6_ADD_MFC"
         self._sock.setsockopt(op, mroute.MRT_ADD_MFC, self._pack(entry))
         self._entries[(source, group)] = entry
+        self._sources.setdefault(group, set()).add(source)
         log.debug(
             "mfc_installed table=%s source=%s group=%s iif=%d oifs=%s",
             self._sock.table, source, group, iif_vif, sorted(outputs),
@@ -74,6 +76,10 @@ class MfcTable:
         op = "MRT_DEL_MFC" if self._sock.family is Family.IPV4 else "MRT6_DEL_MFC"
         self._sock.setsockopt(op, mroute.MRT_DEL_MFC, self._pack(entry))
         del self._entries[(source, group)]
+        sources = self._sources[group]
+        sources.discard(source)
+        if not sources:
+            del self._sources[group]
         log.debug("mfc_removed table=%s source=%s group=%s", self._sock.table, source, group)
         return entry
 
@@ -90,6 +96,10 @@ class MfcTable:
             elif vif in entry.oif_vifs:
                 touched.append(self.install(entry.source, entry.group, entry.iif_vif, entry.oif_vifs - {vif}))
         return touched
+
+    def of_group(self, group: IPAddress) -> list[MfcEntry]:
+        """The entries of ``group`` (every source), without scanning the table."""
+        return [self._entries[(source, group)] for source in self._sources.get(group, ())]
 
     def get(self, source: IPAddress, group: IPAddress) -> MfcEntry | None:
         return self._entries.get((source, group))

@@ -123,6 +123,9 @@ class InterfaceMonitor:
         self.resync_count = 0
         self._links: dict[int, LinkState] = {}
         self._addresses: dict[int, dict[IPAddress, AddressState]] = {}
+        #: InterfaceInfo by ifindex and ifindex by name, built on demand, dropped on any change
+        self._infos: dict[int, InterfaceInfo] = {}
+        self._names: dict[str, int] | None = None
         self._sock = self._subscribe()
         try:
             self._load()
@@ -163,6 +166,11 @@ class InterfaceMonitor:
         for entry in addresses:
             if entry.usable:
                 self._addresses.setdefault(entry.ifindex, {})[entry.address] = entry
+        self._forget_infos()
+
+    def _forget_infos(self) -> None:
+        self._infos.clear()
+        self._names = None
 
     def snapshot(self) -> tuple[InterfaceInfo, ...]:
         """A full dump: the known state is rebuilt from it and returned, by ifindex."""
@@ -181,13 +189,17 @@ class InterfaceMonitor:
 
     def interface_by_name(self, name: str) -> InterfaceInfo | None:
         """The known state of the interface called ``name`` (no syscall)."""
-        for ifindex, link in self._links.items():
-            if link.name == name:
-                return self._info(ifindex)
-        return None
+        if self._names is None:
+            self._names = {link.name: ifindex for ifindex, link in self._links.items()}
+        ifindex = self._names.get(name)
+        return None if ifindex is None else self._info(ifindex)
 
     def _info(self, ifindex: int) -> InterfaceInfo:
-        return build_info(self._links[ifindex], list(self._addresses.get(ifindex, {}).values()))
+        info = self._infos.get(ifindex)
+        if info is None:
+            info = build_info(self._links[ifindex], list(self._addresses.get(ifindex, {}).values()))
+            self._infos[ifindex] = info
+        return info
 
     def is_own_address(self, address: IPAddress) -> bool:
         """True if ``address`` is assigned to any interface of this namespace.
@@ -210,6 +222,7 @@ class InterfaceMonitor:
                     raise KernelError("recv(rtnetlink monitor)", exc.errno or errno.EIO) from exc
                 events.append(self._resync())
                 break
+            self._forget_infos()
             for msg in self._sock.marshal.parse(data):
                 events.extend(self._handle(msg))
         return events

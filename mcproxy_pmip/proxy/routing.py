@@ -111,9 +111,8 @@ class Routing:
 
     def refresh_group(self, group: IPAddress) -> None:
         """Recompute the outputs of every (S, ``group``) entry."""
-        for entry in self.mfc:
-            if entry.group == group:
-                self._refresh(entry)
+        for entry in self.mfc.of_group(group):
+            self._refresh(entry)
 
     def refresh_all(self) -> None:
         for entry in self.mfc:

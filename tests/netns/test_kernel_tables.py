@@ -120,3 +120,26 @@ def test_default_table_shows_in_proc(ns: Netns):
             sock6.close()
         assert Path("/proc/net/ip_mr_cache").read_text().splitlines()[1:] == [], "MRT_DONE flushes the MFC"
         assert Path("/proc/net/ip_mr_vif").read_text().splitlines()[1:] == [], "MRT_DONE drops the vifs"
+
+
+def test_entries_of_a_group_are_found_without_scanning(ns: Netns):
+    """MfcTable.of_group follows installs and removals (Routing recomputes one group with it)."""
+    interfaces = veth_pairs(ns, 2)
+    g1, g2 = ipaddress.ip_address("239.9.9.1"), ipaddress.ip_address("239.9.9.2")
+    s1, s2 = ipaddress.ip_address("10.9.0.1"), ipaddress.ip_address("10.9.0.2")
+    with ns.entered():
+        sock = MrouteSocket(Family.IPV4, 77)
+        try:
+            table = vifs.VifTable(sock)
+            a, b = (table.add(name).index for name in interfaces)
+            entries = mfc.MfcTable(sock)
+            entries.install(s1, g1, a, {b})
+            entries.install(s2, g1, a, ())
+            entries.install(s1, g2, a, {b})
+            assert sorted(str(e.source) for e in entries.of_group(g1)) == ["10.9.0.1", "10.9.0.2"]
+            entries.remove(s2, g1)
+            assert [(e.source, e.group) for e in entries.of_group(g1)] == [(s1, g1)]
+            entries.remove(s1, g2)
+            assert entries.of_group(g2) == [] and len(entries) == 1
+        finally:
+            sock.close()
