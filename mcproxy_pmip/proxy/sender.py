@@ -7,11 +7,13 @@ split to the MTU (§4.2.16); older versions one message per record, a leave to
 224.0.0.2 / a done to ff02::2. The IP options (Router Alert, TTL / hop limit 1,
 TOS 0xc0, link-local MLD source) are the kernel sockets' job.
 
-A send refused because the source address is not usable yet (EINVAL /
-EADDRNOTAVAIL: an IPv6 link-local address the kernel still holds tentative
-after a link came up or regained carrier) is retried a few times at
-``RETRY_INTERVAL`` with the interface looked up again, instead of losing the
-message until the next retransmission.
+MLD needs a link-local source (RFC 3810 §5). While the interface has none
+that is usable (duplicate address detection after link-up or carrier regain),
+or the kernel refuses the one we name (EINVAL / EADDRNOTAVAIL: still
+tentative), the message is held and retried every ``RETRY_INTERVAL`` for up
+to ``RETRY_INTERVAL * MAX_RETRIES`` (3 s, longer than DAD's 1-2 s), with the
+interface looked up again each time, instead of being lost until the next
+query: a state-change report lost this way would otherwise not be repeated.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ log = logging.getLogger(__name__)
 _LEAVE_TYPES = (RecordType.CHANGE_TO_INCLUDE, RecordType.MODE_IS_INCLUDE)
 _SOURCE_NOT_READY = (errno.EINVAL, errno.EADDRNOTAVAIL)
 
-RETRY_INTERVAL = 0.02
-MAX_RETRIES = 10
+RETRY_INTERVAL = 0.05
+MAX_RETRIES = 60
 
 
 def _is_leave(record: GroupRecord) -> bool:
@@ -116,6 +118,8 @@ class Sender:
         source = info.primary_ipv4 if family is Family.IPV4 else info.ipv6_link_local
         counter = f"{family.protocol.lower()}_{kind}"
         try:
+            if family is Family.IPV6 and source is None:
+                raise KernelError("sendmsg(ICMPv6)", errno.EADDRNOTAVAIL, f"{info.name} has no usable link-local")
             self._sockets[family].send(info.ifindex, source, destination, message)
         except KernelError as exc:
             if exc.errno in _SOURCE_NOT_READY and self._call_later is not None and attempt < MAX_RETRIES:

@@ -148,3 +148,17 @@ def test_retries_give_up_and_other_errors_are_not_retried() -> None:
     sender = Sender(RecordingSocket(), unreachable, lambda name: INFO, clock.callLater)
     sender.send_query(query(Family.IPV6, 2))
     assert sender.failures["mld_query"] == 1 and clock.getDelayedCalls() == []
+
+
+def test_mld_waits_for_a_link_local_address_instead_of_sending_without_one() -> None:
+    """RFC 3810 §5: MLD leaves from a link-local source; none yet (DAD) means wait, not drop."""
+    clock = Clock()
+    v6 = RecordingSocket()
+    infos = {"d1": InterfaceInfo(name="d1", ifindex=7, up=True, mtu=1500)}
+    sender = Sender(RecordingSocket(), v6, infos.get, clock.callLater)
+    sender.send_report(SendReport("d1", Family.IPV6, 2, (GroupRecord(RecordType.CHANGE_TO_EXCLUDE, G6),)))
+    clock.pump([RETRY_INTERVAL] * 5)
+    assert v6.sent == [] and sender.failures["mld_report_retried"] == 6
+    infos["d1"] = INFO
+    clock.advance(RETRY_INTERVAL)
+    assert [str(source) for _, source, _, _ in v6.sent] == ["fe80::1"]
