@@ -53,6 +53,9 @@ class ControlBackend(Protocol):
     def groups(self, instance: str | None, interface: str | None) -> list[dict[str, Any]]:
         """One row per (instance, interface, group): filter mode, sources, version, timers."""
 
+    def routes(self) -> list[dict[str, Any]]:
+        """One row per MFC entry: instance, family, source, group, iif, oifs, packet counter."""
+
     def add_downstream(self, instance: str, interface: str) -> Any:
         ...
 
@@ -95,6 +98,7 @@ def core_commands(backend: ControlBackend) -> dict[str, CommandHandler]:
         "status": no_arguments(backend.status),
         "version": no_arguments(backend.version),
         "instances": no_arguments(backend.instances),
+        "routes": no_arguments(backend.routes),
         "groups": groups,
         "add-downstream": on_interface(backend.add_downstream),
         "del-downstream": on_interface(backend.del_downstream),

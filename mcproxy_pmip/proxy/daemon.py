@@ -72,7 +72,6 @@ class Daemon:
                 self.started_plugins.append(plugin)
             if self.control_path:
                 table = collect_commands(core_commands(self.api), self.started_plugins)
-                table["routes"] = lambda args: (args.finish(), self.api.routes())[1]
                 self.control = ControlService(self.control_path, table, reactor=self.reactor)
                 self.control.startService()
         except (McproxyError, OSError, ValueError) as exc:

@@ -28,6 +28,10 @@ class FakeBackend:
         return [{"name": name, "upstreams": ["tun0"], "downstreams": sorted(ds)}
                 for name, ds in self.downstreams.items()]
 
+    def routes(self):
+        return [{"instance": "mag1", "family": "ipv6", "source": "2001:db8::1", "group": "ff3e::1",
+                 "iif": "tun0", "oifs": ["acc0"], "packets": 7}]
+
     def groups(self, instance, interface):
         return [{"instance": instance or "mag1", "interface": interface or "acc0",
                  "group": "ff3e::1", "filter_mode": "EXCLUDE", "sources": []}]

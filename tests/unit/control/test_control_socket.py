@@ -136,6 +136,9 @@ def test_ctl_prints_tables_json_and_errors(daemon, socket_path, capsys):
     assert out[1].split() == ["mag1", "tun0", "acc0"]
     assert ctl_main(["--socket", str(socket_path), "--json", "groups", "--instance", "mag9"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["instance"] == "mag9"
+    assert ctl_main(["--socket", str(socket_path), "routes"]) == 0
+    routes = capsys.readouterr().out.splitlines()
+    assert "OIFS" in routes[0].split() and "acc0" in routes[1].split()
     assert ctl_main(["--socket", str(socket_path), "add-downstream", "nope", "acc1"]) == 1
     captured = capsys.readouterr()
     assert "unknown-instance: no instance 'nope'" in captured.err and captured.out == ""
