@@ -67,10 +67,6 @@ class AddressMatch:
     text: str
 
     @property
-    def is_wildcard(self) -> bool:
-        return self.low is None and self.high is None
-
-    @property
     def family(self) -> Family | None:
         bound = self.low if self.low is not None else self.high
         return None if bound is None else Family(bound.version)

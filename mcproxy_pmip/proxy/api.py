@@ -111,9 +111,18 @@ class ProxyApi:
     def status(self) -> dict[str, Any]:
         proxy = self.proxy
         counters: dict[str, int] = {}
-        for source in (proxy.receiver.received, proxy.receiver.drops, proxy.sender.sent,
-                       proxy.sender.failures) if proxy.receiver else ():
-            counters.update(source)
+        if proxy.receiver is not None:
+            for source in (proxy.receiver.received, proxy.receiver.drops, proxy.sender.sent,
+                           proxy.sender.failures):
+                counters.update(source)
+        for family, sock in proxy.sockets.items():
+            counters.update({f"{family.protocol.lower()}_socket_{reason}": n for reason, n in sock.drops.items()})
+        for instance in proxy.instances.values():
+            for family, routing in instance.routing.items():
+                prefix = f"{family.protocol.lower()}_upcalls"
+                counters[prefix] = counters.get(prefix, 0) + routing.upcalls_seen
+                counters[f"{prefix}_malformed"] = (counters.get(f"{prefix}_malformed", 0)
+                                                   + routing.socket.malformed_upcalls)
         return {
             "pid": os.getpid(),
             "version": __version__,

@@ -80,9 +80,6 @@ class Routing:
             except KernelError as exc:
                 log.warning("mrule_delete_failed rule=%s error=%s", rule, exc)
 
-    def has_interface(self, name: str) -> bool:
-        return self.vifs.vif_of(name) is not None
-
     # -- entries ---------------------------------------------------------------------
 
     def read_upcalls(self) -> None:

@@ -19,9 +19,12 @@ def test_join_reaches_upstream_and_data_reaches_host(proxy_topology, family) -> 
     from tests.netns.proxy_harness import Capture
     topo = proxy_topology
     capture = Capture(topo.up, "u0")
-    topo.start_daemon(CONFIG)
+    daemon = topo.start_daemon(CONFIG)
     receiver = topo.join(topo.hosts[0], family, GROUP[family])
     wait_for(lambda: [f for f in capture.reports(family) if f[2] != topo.up], 5,
              f"the proxy's {family.protocol} report on the upstream link")
     sender = topo.sender(family)
     send_until(sender, GROUP[family], receiver, 5, "data at the host")
+    counters = daemon.request("status")["counters"]
+    assert counters[f"{family.protocol.lower()}_upcalls"] >= 1, counters
+    assert counters[f"{family.protocol.lower()}_upcalls_malformed"] == 0, counters
