@@ -3,7 +3,8 @@
 Flags: ``-f FILE`` (default ``mcproxy.conf``), ``-c`` kernel feature check,
 ``-s`` status print, ``-d`` / ``-v`` logging detail, ``-t`` check the config,
 ``-r`` reset rp_filter (restored on exit), ``-h``; ours: ``--control PATH``,
-``--no-control``, ``--plugin NAME``, ``--seed N``, ``--require-router-alert``.
+``--no-control``, ``--plugin NAME``, ``--seed N``, ``--require-router-alert``,
+``--data-plane auto|mroute|nftables``.
 Exit status: 0 after a requested stop, 2 for a configuration error (before
 anything touches the kernel), 1 for a runtime failure. SIGTERM / SIGINT stop
 cleanly; SIGHUP reloads the configuration file.
@@ -17,6 +18,7 @@ import sys
 
 from mcproxy_pmip import __version__, logsetup
 from mcproxy_pmip.config import load_config
+from mcproxy_pmip.config.model import DATA_PLANES
 from mcproxy_pmip.control.protocol import DEFAULT_SOCKET_PATH
 from mcproxy_pmip.errors import ConfigError
 from mcproxy_pmip.plugin import PluginError, load_plugin
@@ -50,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="enable a plugin (repeatable), e.g. pmipv6")
     parser.add_argument("--require-router-alert", action="store_true",
                         help="drop reports without the Router Alert option")
+    parser.add_argument("--data-plane", choices=DATA_PLANES, default=None,
+                        help="how the kernel forwards: mroute (multicast routing), nftables (dup), or "
+                             "auto (default: the configuration's data_plane, else auto)")
     parser.add_argument("--seed", type=int, help="seed of the report-delay random generator")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -91,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     from mcproxy_pmip.proxy.daemon import Daemon
     daemon = Daemon(config, args.config, plugins, control_path=control, status=args.status,
                     reset_rp_filter=args.reset_rp_filter, seed=args.seed,
-                    require_router_alert=args.require_router_alert)
+                    require_router_alert=args.require_router_alert, data_plane=args.data_plane)
     return daemon.run()
 
 

@@ -36,13 +36,14 @@ class ConfigDiff:
     instances_changed: tuple[InstanceDiff, ...]
     protocols_changed: bool
     control_socket_changed: bool
+    data_plane_changed: bool
     plugins_changed: bool
     disabled_changed: bool
 
     @property
     def is_empty(self) -> bool:
         return not (self.instances_added or self.instances_removed or self.instances_changed
-                    or self.protocols_changed or self.control_socket_changed
+                    or self.protocols_changed or self.control_socket_changed or self.data_plane_changed
                     or self.plugins_changed or self.disabled_changed)
 
 
@@ -86,5 +87,6 @@ def diff_configs(old: Config, new: Config) -> ConfigDiff:
         instances_changed=tuple(changed),
         protocols_changed=old.protocols != new.protocols,
         control_socket_changed=old.control_socket != new.control_socket,
+        data_plane_changed=old.data_plane != new.data_plane,
         plugins_changed=old.plugins != new.plugins,
         disabled_changed=old.disabled != new.disabled)

@@ -31,6 +31,9 @@ PROTOCOLS: Mapping[str, tuple[Family, int]] = MappingProxyType({
 #: mcproxy's default when no ``protocol`` line is given.
 DEFAULT_PROTOCOL = "IGMPv3"
 
+#: the data planes the daemon can forward with; the first is the default (docs/dataplanes.md)
+DATA_PLANES = ("auto", "mroute", "nftables")
+
 
 class Role(enum.Enum):
     """Which side of a proxy instance an interface is on (RFC 4605 §1)."""
@@ -209,12 +212,14 @@ class Config:
 
     ``protocols``: one protocol name per family at most (``PROTOCOLS`` keys).
     ``disabled``: the file contains mcproxy's ``disable;`` (the daemon must not start).
-    ``control_socket`` None: the daemon's default path. ``source``: where it was read.
+    ``control_socket`` None: the daemon's default path. ``data_plane``: one of
+    ``DATA_PLANES`` (``--data-plane`` overrides it). ``source``: where it was read.
     """
 
     protocols: tuple[str, ...] = (DEFAULT_PROTOCOL,)
     instances: tuple[InstanceConfig, ...] = ()
     control_socket: str | None = None
+    data_plane: str = "auto"
     plugins: tuple[PluginConfig, ...] = ()
     disabled: bool = False
     source: str = field(default="<string>", compare=False)

@@ -116,5 +116,6 @@ class RawConfig:
     rule_matchings: list[RawRuleMatching] = field(default_factory=list)
     disabled: Loc | None = None
     control_socket: Located | None = None
+    data_plane: Located | None = None
     plugins: list[tuple[Located, Any]] = field(default_factory=list)
     problems: list[ConfigProblem] = field(default_factory=list)

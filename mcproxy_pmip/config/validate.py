@@ -16,7 +16,7 @@ from mcproxy_pmip.addresses import Family, IPAddress
 from mcproxy_pmip.errors import ConfigError, ConfigProblem
 from mcproxy_pmip.membership.filters import Direction
 from mcproxy_pmip.membership.timers import Timers
-from mcproxy_pmip.config.model import (DEFAULT_PROTOCOL, PROTOCOLS, AddressMatch, AddressRule,
+from mcproxy_pmip.config.model import (DATA_PLANES, DEFAULT_PROTOCOL, PROTOCOLS, AddressMatch, AddressRule,
                                        Config, FilterBinding, FilterMode, InstanceConfig, Limits,
                                        PluginConfig, QuerierSettings, Role, RuleMatching, Table)
 from mcproxy_pmip.config.syntax import (Loc, Located, RawConfig, RawInstance, RawMatch, RawRule,
@@ -403,6 +403,15 @@ class _Validator:
             return None
         return item.value
 
+    def data_plane(self) -> str:
+        item = self.raw.data_plane
+        if item is None:
+            return DATA_PLANES[0]
+        if item.value not in DATA_PLANES:
+            self.report(item.loc, f"bad data_plane {item.value!r}: expected one of {', '.join(DATA_PLANES)}")
+            return DATA_PLANES[0]
+        return item.value
+
     def plugins(self) -> tuple[PluginConfig, ...]:
         result: list[PluginConfig] = []
         names: set[str] = set()
@@ -428,7 +437,8 @@ class _Validator:
                 self.named_table(table.name)
         instances = self.attach_rule_matching(self.attach_filters(self.instances()))
         config = Config(protocols=protocols, instances=tuple(instances),
-                        control_socket=self.control_socket(), plugins=self.plugins(),
+                        control_socket=self.control_socket(), data_plane=self.data_plane(),
+                        plugins=self.plugins(),
                         disabled=self.raw.disabled is not None, source=self.raw.file)
         if self.problems:
             raise ConfigError(_sorted_unique(self.problems))

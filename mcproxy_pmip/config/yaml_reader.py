@@ -19,7 +19,7 @@ from mcproxy_pmip.config.mcproxy_grammar import parse_rule_box
 from mcproxy_pmip.config.syntax import (Loc, Located, RawConfig, RawFilter, RawInstance,
                                         RawRuleMatching, RawTable, RawTableRef)
 
-_TOP_KEYS = ("protocols", "control", "plugins", "tables", "instances", "disabled")
+_TOP_KEYS = ("protocols", "control", "plugins", "tables", "instances", "disabled", "data_plane")
 _INSTANCE_KEYS = ("name", "table", "upstreams", "downstreams", "upstream_selection",
                   "upstream_forwarding", "mutex_interval", "timers", "limits", "querier",
                   "filters")
@@ -123,6 +123,8 @@ class _Reader:
             control = self.mapping(entries["control"], ("socket",), "control")
             if "socket" in control:
                 self.raw.control_socket = self.string(control["socket"], "a socket path")
+        if "data_plane" in entries:
+            self.raw.data_plane = self.string(entries["data_plane"], "a data plane name")
         if "plugins" in entries:
             self.plugins(entries["plugins"])
         if "tables" in entries:

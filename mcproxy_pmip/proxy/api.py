@@ -118,17 +118,16 @@ class ProxyApi:
         for family, sock in proxy.sockets.items():
             counters.update({f"{family.protocol.lower()}_socket_{reason}": n for reason, n in sock.drops.items()})
         for instance in proxy.instances.values():
-            for family, routing in instance.routing.items():
-                prefix = f"{family.protocol.lower()}_upcalls"
-                counters[prefix] = counters.get(prefix, 0) + routing.upcalls_seen
-                counters[f"{prefix}_malformed"] = (counters.get(f"{prefix}_malformed", 0)
-                                                   + routing.socket.malformed_upcalls)
+            if instance.forwarding is not None:
+                for name, value in instance.forwarding.counters().items():
+                    counters[name] = counters.get(name, 0) + value
         return {
             "pid": os.getpid(),
             "version": __version__,
             "uptime": round(proxy.reactor.seconds() - proxy.started_at, 3),
             "protocols": list(proxy.config.protocols),
             "instances": len(proxy.instances),
+            "data_plane": proxy.plane.name,
             "plugins": list(self.plugin_names),
             "counters": dict(sorted(counters.items())),
         }

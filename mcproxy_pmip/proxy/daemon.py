@@ -1,7 +1,8 @@
 """Daemon: runs the Proxy, its plugins and the control socket on the global reactor.
 
-Start order: rp_filter (``-r``), the Proxy (kernel state), the plugins, the
-control socket; stop in reverse, before the reactor shuts down, so SIGTERM /
+Start order: rp_filter (``-r``), the data plane (``--data-plane`` or the
+configuration's ``data_plane``; ``auto`` chooses, and the choice is logged),
+the Proxy (kernel state), the plugins, the control socket; stop in reverse, before the reactor shuts down, so SIGTERM /
 SIGINT leave no vif, MFC entry, rule or socket file behind. SIGHUP re-reads
 the configuration file and applies the difference (a bad file is logged and
 changes nothing). The exit status says how the run ended.
@@ -15,9 +16,11 @@ import sys
 
 from twisted.internet import defer
 
+from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.config import load_config
 from mcproxy_pmip.config.model import Config
 from mcproxy_pmip.control.server import ControlService, core_commands
+from mcproxy_pmip.dataplane.choice import choose, open_plane
 from mcproxy_pmip.errors import ConfigError, McproxyError
 from mcproxy_pmip.kernel import sysctl
 from mcproxy_pmip.plugin import collect_commands
@@ -27,12 +30,18 @@ log = logging.getLogger(__name__)
 STATUS_INTERVAL = 10.0
 
 
+def open_packet_socket(family: Family):
+    """The kernel's packet socket of ``family`` (IGMP or MLD), for any number of links."""
+    from mcproxy_pmip.kernel.packet_socket import IgmpPacketSocket, MldPacketSocket
+    return IgmpPacketSocket() if family is Family.IPV4 else MldPacketSocket()
+
+
 class Daemon:
     """One run of the daemon; ``run()`` returns the exit status."""
 
     def __init__(self, config: Config, config_path: str, plugins: list, *, control_path: str | None,
                  status: bool, reset_rp_filter: bool, seed: int | None,
-                 require_router_alert: bool) -> None:
+                 require_router_alert: bool, data_plane: str | None = None) -> None:
         self.config = config
         self.config_path = config_path
         self.plugins = plugins
@@ -41,6 +50,7 @@ class Daemon:
         self.reset_rp_filter = reset_rp_filter
         self.seed = seed
         self.require_router_alert = require_router_alert
+        self.data_plane = data_plane
         self.exit_code = 0
         self.proxy = None
         self.api = None
@@ -63,8 +73,12 @@ class Daemon:
             if self.reset_rp_filter:
                 names = {n for i in self.config.instances for n in i.interfaces}
                 self.rp_filter_previous = sysctl.disable_rp_filter(sorted(names))
-            self.proxy = Proxy(self.config, self.reactor, require_router_alert=self.require_router_alert,
-                               dynamic_instances=bool(self.plugins), seed=self.seed)
+            dynamic = bool(self.plugins)
+            choice = choose(self.data_plane or self.config.data_plane, self.config, dynamic)
+            log.info("data_plane_chosen plane=%s reason=%s", choice.name, choice.reason)
+            self.proxy = Proxy(self.config, self.reactor, open_plane(choice.name, self.config, dynamic),
+                               open_packet_socket, require_router_alert=self.require_router_alert,
+                               seed=self.seed)
             self.proxy.startService()
             self.api = ProxyApi(self.proxy, [p.name for p in self.plugins])
             for plugin in self.plugins:

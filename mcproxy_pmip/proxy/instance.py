@@ -1,11 +1,12 @@
 """ProxyInstance: one RFC 4605 proxy (one upstream tunnel, N downstreams) on the reactor.
 
-The IO shell around ``membership.InstanceCore``: it gives each interface its
-vifs and rules (``Routing``, one per family and the instance's table), joins
-224.0.0.22 / 224.0.0.2 and ff02::16 / ff02::2 on downstreams so reports reach
-the raw sockets (DESIGN.md), feeds inbound messages and upcalls to the core,
-and carries out the core's actions: packets through the ``Sender``, MFC
-recomputation on ``ForwardingChanged``, traces to the log. Interfaces named in
+The IO shell around ``membership.InstanceCore``: it gives each interface to
+the instance's data plane (``dataplane.port.InstancePlane``, which reads the
+core's decisions through ``InstanceView``), tells the packet sockets which
+interfaces to listen on, feeds inbound messages to the core, and carries out
+the core's actions: packets through the ``Sender``, the plane's update on
+``ForwardingChanged``, traces to the log. An interface is attached all or
+nothing: when the plane refuses it (MRT's 32 vifs), nothing of it stays. Interfaces named in
 the configuration that do not exist yet are waited for, not fatal. A downstream
 that regains carrier (e.g. an access point's link when a mobile node arrives)
 is queried again at once, as at start-up; its state is kept across the outage.
@@ -19,48 +20,44 @@ from collections.abc import Callable, Iterable, Sequence
 
 from twisted.internet.interfaces import IReactorTime
 
-from mcproxy_pmip.addresses import (ALL_MLDV2_ROUTERS, ALL_ROUTERS_V4, ALL_ROUTERS_V6, ALL_V3_ROUTERS,
-                                    Family)
+from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.config.filters import RuleFilterPolicy
 from mcproxy_pmip.config.model import InstanceConfig, RuleMatching
-from mcproxy_pmip.errors import KernelError
+from mcproxy_pmip.dataplane.port import DataPlane, InstancePlane, PacketSocket, Role
+from mcproxy_pmip.errors import McproxyError
 from mcproxy_pmip.kernel.interfaces import InterfaceInfo
 from mcproxy_pmip.membership.actions import (Action, ForwardingChanged, QuerierChanged, SendQuery,
                                              SendReport, Trace)
 from mcproxy_pmip.membership.instance import InstanceCore
 from mcproxy_pmip.membership.timers import HostOptions
+from mcproxy_pmip.proxy.forwarding_view import InstanceView
 from mcproxy_pmip.proxy.receiver import Inbound, ReportReceived
-from mcproxy_pmip.proxy.routing import Routing
 from mcproxy_pmip.proxy.sender import Sender
 from mcproxy_pmip.proxy.timer_driver import TimerDriver
 from mcproxy_pmip.wire.records import GroupRecord
 
 log = logging.getLogger(__name__)
 
-#: groups joined on every downstream so the raw sockets see reports and leaves
-REPORT_GROUPS = {Family.IPV4: (ALL_V3_ROUTERS, ALL_ROUTERS_V4),
-                 Family.IPV6: (ALL_MLDV2_ROUTERS, ALL_ROUTERS_V6)}
-
-#: how often kernel counters are read for source ageing, and how long an idle entry lives
+#: how often the data plane is asked to forget idle sources
 AGEING_INTERVAL = 60.0
-IDLE_INTERVAL = 180.0
 
 
 class ProxyInstance:
     """One proxy instance. ``lookup(name)`` answers from the interface monitor;
-    ``sockets`` maps a family to its raw IGMP / MLD socket; ``on_change(family, group)``
+    ``packets`` maps a family to its packet socket; ``on_change(family, group)``
     hears merged membership changes (for plugins)."""
 
-    def __init__(self, config: InstanceConfig, families: frozenset[Family], table: int | None,
-                 clock: IReactorTime, sender: Sender, sockets: dict, lookup: Callable[[str], InterfaceInfo | None],
+    def __init__(self, config: InstanceConfig, families: frozenset[Family], plane: DataPlane,
+                 clock: IReactorTime, sender: Sender, packets: dict[Family, PacketSocket],
+                 lookup: Callable[[str], InterfaceInfo | None],
                  rng: random.Random, on_change: Callable[[Family, object], None] = lambda f, g: None) -> None:
         self.config = config
         self.name = config.name
         self.families = families
-        self.table = table
+        self._plane = plane
         self._clock = clock
         self._sender = sender
-        self._sockets = sockets
+        self._packets = packets
         self._lookup = lookup
         self._on_change = on_change
         selection = "all" if config.upstream_forwarding is RuleMatching.ALL else "first"
@@ -71,17 +68,22 @@ class ProxyInstance:
                         unsolicited_report_interval=config.timers.unsolicited_report_interval),
             rng, upstream_selection=selection)
         self.driver = TimerDriver(clock, self.core, self.apply)
-        self.routing: dict[Family, Routing] = {}
+        self.forwarding: InstancePlane | None = None
         self.downstreams: list[str] = list(config.downstreams)
         self.attached: set[str] = set()
         self._carrier: dict[str, bool] = {}  # IFF_RUNNING of usable interfaces, as last seen
+        self._ifindex: dict[str, int] = {}  # attached interfaces' indexes, kept for when they vanish
         self._ageing_call = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
+    @property
+    def table(self) -> int | None:
+        return self.forwarding.table if self.forwarding is not None else None
+
     def start(self) -> None:
-        for family in sorted(self.families):
-            self.routing[family] = Routing(family, self.table, self._decider(family))
+        self.forwarding = self._plane.open_instance(self.name, self.families, self.config.table,
+                                                    InstanceView(self.core))
         for name in self.config.upstreams + tuple(self.downstreams):
             self.interface_changed(name)
         self._ageing_call = self._clock.callLater(AGEING_INTERVAL, self._age)
@@ -94,17 +96,11 @@ class ProxyInstance:
         self.driver.cancel()
         if self._ageing_call is not None and self._ageing_call.active():
             self._ageing_call.cancel()
-        for routing in self.routing.values():
-            try:
-                routing.close()
-            except KernelError as exc:
-                log.warning("routing_close_failed instance=%s error=%s", self.name, exc)
-        self.routing.clear()
+        if self.forwarding is not None:
+            self.forwarding.close()
+            self.forwarding = None
         self.attached.clear()
         log.info("instance_stopped name=%s", self.name)
-
-    def _decider(self, family: Family):
-        return lambda source, group, iif: self.core.outputs(family, source, group, iif)
 
     # -- interfaces ----------------------------------------------------------------------
 
@@ -134,29 +130,27 @@ class ProxyInstance:
             if name in self.downstreams:
                 self._detach_downstream(name)
             else:
-                self._release_vifs(name)
+                self._release_interface(name)
         elif not usable:
             log.info("interface_waiting instance=%s interface=%s", self.name, name)
         if usable and name in self.attached and name in self.downstreams:
             self._update_own_addresses(name, info)
 
     def _attach(self, name: str, info: InterfaceInfo) -> None:
+        role = Role.DOWNSTREAM if name in self.downstreams else Role.UPSTREAM
         try:
-            for routing in self.routing.values():
-                routing.add_interface(name, info.ifindex)
-        except KernelError as exc:
+            self.forwarding.add_interface(name, info.ifindex, role)
+        except McproxyError as exc:
             log.error("interface_attach_failed instance=%s interface=%s error=%s", self.name, name, exc)
-            self._release_vifs(name)
             raise
         self.attached.add(name)
-        if name in self.downstreams:
-            for family in sorted(self.families):
-                for group in REPORT_GROUPS[family]:
-                    self._sockets[family].join(info.ifindex, group)
+        self._ifindex[name] = info.ifindex
+        for family in sorted(self.families):
+            self._packets[family].watch(info.ifindex)
+            if role is Role.DOWNSTREAM:
                 own = info.primary_ipv4 if family is Family.IPV4 else info.ipv6_link_local
                 self.driver.call(self.core.add_downstream, name, family, own)
-        for routing in self.routing.values():
-            routing.refresh_all()
+        self.forwarding.refresh()
         log.info("interface_attached instance=%s interface=%s role=%s ifindex=%d", self.name, name,
                  "downstream" if name in self.downstreams else "upstream", info.ifindex)
 
@@ -175,21 +169,19 @@ class ProxyInstance:
     def _detach_downstream(self, name: str) -> None:
         if name not in self.attached:
             return
-        info = self._lookup(name)
         for family in sorted(self.families):
             if (name, family) in self.core.downstreams:
                 self.driver.call(self.core.remove_downstream, name, family)
-            if info is not None:
-                for group in REPORT_GROUPS[family]:
-                    try:
-                        self._sockets[family].leave(info.ifindex, group)
-                    except KernelError as exc:
-                        log.debug("leave_failed interface=%s group=%s error=%s", name, group, exc)
-        self._release_vifs(name)
+        self._release_interface(name)
 
-    def _release_vifs(self, name: str) -> None:
-        for routing in self.routing.values():
-            routing.remove_interface(name)
+    def _release_interface(self, name: str) -> None:
+        """Take ``name`` out of the data plane and stop listening on it."""
+        ifindex = self._ifindex.pop(name, None)
+        if ifindex is not None:
+            for family in sorted(self.families):
+                self._packets[family].unwatch(ifindex)
+        if self.forwarding is not None:
+            self.forwarding.remove_interface(name)
         self.attached.discard(name)
         self._carrier.pop(name, None)
 
@@ -197,7 +189,11 @@ class ProxyInstance:
         if self.owns(name):
             raise ValueError(f"{name} is already an interface of instance {self.name}")
         self.downstreams.append(name)
-        self.interface_changed(name)
+        try:
+            self.interface_changed(name)
+        except McproxyError:
+            self.downstreams.remove(name)
+            raise
 
     def remove_downstream(self, name: str) -> None:
         if name not in self.downstreams:
@@ -215,7 +211,7 @@ class ProxyInstance:
         if name not in self.core.upstreams:
             raise ValueError(f"{name} is not an upstream of instance {self.name}")
         self.driver.call(self.core.remove_upstream, name)
-        self._release_vifs(name)
+        self._release_interface(name)
 
     # -- input -------------------------------------------------------------------------
 
@@ -232,9 +228,6 @@ class ProxyInstance:
             self.driver.call(self.core.handle_query, name, inbound.family, query.version, query.group,
                              query.sources, inbound.source, query.max_resp_interval,
                              query.suppress_router_processing, query.robustness, query.query_interval)
-
-    def read_upcalls(self, family: Family) -> None:
-        self.routing[family].read_upcalls()
 
     def export_records(self, name: str) -> list[tuple[Family, int, tuple[GroupRecord, ...]]]:
         found = []
@@ -259,9 +252,8 @@ class ProxyInstance:
             elif isinstance(action, SendReport):
                 self._sender.send_report(action)
             elif isinstance(action, ForwardingChanged):
-                routing = self.routing.get(action.family)
-                if routing is not None:
-                    routing.refresh_group(action.group)
+                if self.forwarding is not None:
+                    self.forwarding.group_changed(action.family, action.group)
                 self._on_change(action.family, action.group)
             elif isinstance(action, QuerierChanged):
                 log.info("querier_changed instance=%s interface=%s family=%s querier=%s other=%s",
@@ -273,6 +265,6 @@ class ProxyInstance:
                         " ".join(f"{k}={v}" for k, v in action.fields))
 
     def _age(self) -> None:
-        for routing in self.routing.values():
-            routing.age(self._clock.seconds(), IDLE_INTERVAL)
+        if self.forwarding is not None:
+            self.forwarding.age(self._clock.seconds())
         self._ageing_call = self._clock.callLater(AGEING_INTERVAL, self._age)

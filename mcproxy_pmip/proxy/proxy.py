@@ -1,10 +1,12 @@
 """Proxy: the daemon's top service. Reads sockets, owns the instances, applies reloads.
 
-One per process, on one Twisted reactor. ``startService`` clears leftovers of
-a crashed run (our rules and tables), opens the shared kernel resources (the
-interface monitor, the raw IGMP and MLD sockets) and starts one
+One per process, on one Twisted reactor. It is given its data plane
+(``dataplane.port.DataPlane``) and a factory of packet sockets from the top
+(``daemon``), so tests can hand it the in-memory ones. ``startService`` lets
+the plane clear leftovers of a crashed run, opens the shared resources (the
+interface monitor, the IGMP and MLD packet sockets) and starts one
 ``ProxyInstance`` per configured instance; ``stopService`` removes every vif,
-MFC entry and rule the daemon made. Inbound packets are demultiplexed by
+MFC entry, rule and nftables chain the daemon made. Inbound packets are demultiplexed by
 interface to the instance that owns it. ``reload`` applies a new
 configuration's difference and keeps the state of what did not change.
 The plugin facade and the control backend live in ``proxy.api``.
@@ -21,10 +23,8 @@ from twisted.application import service
 from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.config.diff import diff_configs
 from mcproxy_pmip.config.model import Config, InstanceConfig
-from mcproxy_pmip.kernel import leftovers, mrules
-from mcproxy_pmip.kernel.igmp_socket import IgmpSocket
+from mcproxy_pmip.dataplane.port import DataPlane, PacketSocket
 from mcproxy_pmip.kernel.interfaces import InterfaceInfo
-from mcproxy_pmip.kernel.mld_socket import MldSocket
 from mcproxy_pmip.kernel.netmon import (AddressAdded, AddressRemoved, InterfaceMonitor, LinkAdded,
                                         LinkChanged, LinkRemoved, Resynced)
 from mcproxy_pmip.plugin import INTERFACE_DOWN, INTERFACE_UP, ProxyEvent
@@ -35,71 +35,45 @@ from mcproxy_pmip.proxy.sender import Sender
 
 log = logging.getLogger(__name__)
 
-#: first table number handed to instances that name none (when the default table cannot serve)
-AUTO_TABLE_BASE = 1000
 
 
 class Proxy(service.Service):
-    """The proxy daemon core. ``emit(event)`` forwards daemon events to plugin subscribers."""
+    """The proxy daemon core. ``emit(event)`` forwards daemon events to plugin subscribers.
 
-    def __init__(self, config: Config, reactor, *, require_router_alert: bool = False,
-                 dynamic_instances: bool = False, seed: int | None = None) -> None:
+    ``packet_sockets(family)`` opens the packet socket of a family;
+    ``monitor_factory()`` the interface monitor.
+    """
+
+    def __init__(self, config: Config, reactor, plane: DataPlane,
+                 packet_sockets: Callable[[Family], PacketSocket], *,
+                 monitor_factory: Callable[[], InterfaceMonitor] = InterfaceMonitor,
+                 require_router_alert: bool = False, seed: int | None = None) -> None:
         self.config = config
         self.reactor = reactor
+        self.plane = plane
+        self._packet_sockets = packet_sockets
+        self._monitor_factory = monitor_factory
         self.families = frozenset(config.families)
         self.require_router_alert = require_router_alert
-        self.dynamic_instances = dynamic_instances
         self.rng = random.Random(seed)
         self.instances: dict[str, ProxyInstance] = {}
-        self.tables: dict[str, int | None] = {}
         self.listeners: list[Callable[[ProxyEvent], None]] = []
         self.monitor: InterfaceMonitor | None = None
-        self.sockets: dict[Family, object] = {}
+        self.sockets: dict[Family, PacketSocket] = {}
         self.readers: list[SocketReader] = []
-        self._upcall_readers: dict[tuple[str, Family], SocketReader] = {}
+        self._plane_readers: dict[str, list[SocketReader]] = {}
         self.sender: Sender | None = None
         self.receiver: Receiver | None = None
         self.started_at = reactor.seconds()
 
-    # -- tables ------------------------------------------------------------------------
-
-    def table_for(self, config: InstanceConfig) -> int | None:
-        """The instance's table: its own number, else the kernel's default table for a lone
-        configured instance, else the lowest free number from ``AUTO_TABLE_BASE``."""
-        if config.name in self.tables:
-            return self.tables[config.name]
-        if config.table is not None:
-            table = config.table
-        elif len(self.config.instances) == 1 and not self.dynamic_instances:
-            table = None
-        else:
-            used = {c.table for c in self.config.instances} | set(self.tables.values())
-            table = AUTO_TABLE_BASE
-            while table in used:
-                table += 1
-        self.tables[config.name] = table
-        return table
-
-    def _leftover_tables(self) -> list[tuple[Family, int]]:
-        """Tables to clear at start: the configured ones and every table our rules point to."""
-        found = {(family, table) for config in self.config.instances
-                 if (table := self.table_for(config)) is not None for family in self.families}
-        for family in self.families:
-            found.update((family, rule.table) for rule in mrules.list_mrules(family))
-        return sorted(found)
-
     # -- lifecycle ---------------------------------------------------------------------
 
     def startService(self) -> None:
-        cleared = leftovers.clear(self._leftover_tables())
-        for rule in cleared.mrules:
-            log.info("leftover_removed rule=%s", rule)
-        self.monitor = InterfaceMonitor()
+        self.plane.start(c.table for c in self.config.instances if c.table is not None)
+        self.monitor = self._monitor_factory()
         self._add_reader("netmon", self.monitor.fileno, self._read_interface_events)
-        if Family.IPV4 in self.families:
-            self.sockets[Family.IPV4] = IgmpSocket()
-        if Family.IPV6 in self.families:
-            self.sockets[Family.IPV6] = MldSocket()
+        for family in sorted(self.families):
+            self.sockets[family] = self._packet_sockets(family)
         self.sender = Sender(self.sockets.get(Family.IPV4), self.sockets.get(Family.IPV6), self.lookup,
                              self.reactor.callLater)
         self.receiver = Receiver(self.sockets.get(Family.IPV4), self.sockets.get(Family.IPV6),
@@ -124,6 +98,7 @@ class Proxy(service.Service):
         if self.monitor is not None:
             self.monitor.close()
             self.monitor = None
+        self.plane.close()
         log.info("proxy_stopped")
         return super().stopService()
 
@@ -136,8 +111,7 @@ class Proxy(service.Service):
     def start_instance(self, config: InstanceConfig) -> ProxyInstance:
         if config.name in self.instances:
             raise ValueError(f"instance {config.name} exists already")
-        table = self.table_for(config)
-        instance = ProxyInstance(config, self.families, table, self.reactor, self.sender, self.sockets,
+        instance = ProxyInstance(config, self.families, self.plane, self.reactor, self.sender, self.sockets,
                                  self.lookup, random.Random(self.rng.random()),
                                  on_change=lambda family, group, name=config.name:
                                  self.emit(ProxyEvent("membership-changed", name, None, family, group)))
@@ -148,20 +122,18 @@ class Proxy(service.Service):
             del self.instances[config.name]
             instance.stop()
             raise
-        for family, routing in instance.routing.items():
-            reader = SocketReader(f"upcalls-{config.name}-{family.name}", routing.socket.fileno,
-                                  lambda i=instance, f=family: i.read_upcalls(f))
+        readers = []
+        for wanted in instance.forwarding.readers():
+            reader = SocketReader(wanted.name, wanted.fileno, wanted.on_readable)
             self.reactor.addReader(reader)
-            self._upcall_readers[(config.name, family)] = reader
+            readers.append(reader)
+        self._plane_readers[config.name] = readers
         return instance
 
     def stop_instance(self, name: str) -> None:
         instance = self.instances.pop(name)
-        self.tables.pop(name, None)
-        for family in list(instance.routing):
-            reader = self._upcall_readers.pop((name, family), None)
-            if reader is not None:
-                self.reactor.removeReader(reader)
+        for reader in self._plane_readers.pop(name, []):
+            self.reactor.removeReader(reader)
         instance.stop()
 
     # -- events ------------------------------------------------------------------------
@@ -217,6 +189,9 @@ class Proxy(service.Service):
         difference = diff_configs(self.config, new)
         if difference.protocols_changed:
             log.warning("reload_protocols_ignored reason=protocol lines change only at restart")
+        if difference.data_plane_changed:
+            log.warning("reload_data_plane_ignored running=%s reason=the data plane changes only at restart",
+                        self.plane.name)
         self.config = new
         for gone in difference.instances_removed:
             self.stop_instance(gone.name)

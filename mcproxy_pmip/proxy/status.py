@@ -1,4 +1,6 @@
-"""Status rows and the ``-s`` text: instances, vifs, groups with their timers, MFC entries.
+"""Status rows and the ``-s`` text: instances, their data-plane interfaces, groups with their
+timers, forwarding entries with the plane's counters (per (S,G) on both planes, per group on
+nftables).
 
 Rows are plain dicts (JSON-ready) shared by the control socket and the
 periodic status print, so both always say the same thing.
@@ -18,8 +20,7 @@ def instance_row(instance, created_by_plugin: bool = False) -> dict[str, Any]:
         "upstreams": list(instance.upstreams),
         "downstreams": list(instance.downstreams),
         "attached": sorted(instance.attached),
-        "vifs": {family.name.lower(): {vif.interface: vif.index for vif in routing.vifs}
-                 for family, routing in instance.routing.items()},
+        "interfaces": dict(sorted(instance.forwarding.interfaces().items())) if instance.forwarding else {},
         "dynamic": created_by_plugin,
     }
 
@@ -54,19 +55,18 @@ def group_rows(instance, now: float) -> list[dict[str, Any]]:
 
 
 def route_rows(instance) -> list[dict[str, Any]]:
-    rows = []
-    for family, routing in instance.routing.items():
-        for entry in routing.entries():
-            rows.append({
-                "instance": instance.name,
-                "family": family.name.lower(),
-                "source": str(entry.source),
-                "group": str(entry.group),
-                "iif": routing.vifs.interface_of(entry.iif_vif),
-                "oifs": sorted(filter(None, (routing.vifs.interface_of(v) for v in entry.oif_vifs))),
-                "packets": routing.packet_count(entry),
-            })
-    return rows
+    if instance.forwarding is None:
+        return []
+    return [{
+        "instance": instance.name,
+        "family": row.family.name.lower(),
+        "source": str(row.source) if row.source is not None else "*",
+        "group": str(row.group),
+        "iif": row.iif,
+        "oifs": list(row.oifs),
+        "packets": row.packets,
+        "octets": row.octets,
+    } for row in instance.forwarding.routes()]
 
 
 def render(api) -> str:
@@ -78,14 +78,14 @@ def render(api) -> str:
         lines.append(f"instance {row['name']} table={row['table'] if row['table'] is not None else 'default'}"
                      f" upstreams={','.join(row['upstreams']) or '-'}"
                      f" downstreams={','.join(row['downstreams']) or '-'}")
-        for family, vifs in row["vifs"].items():
-            lines.append(f"  {family} vifs: " + (" ".join(f"{n}={i}" for n, i in vifs.items()) or "-"))
+        lines.append(f"  {api.proxy.plane.name} interfaces: "
+                     + (" ".join(f"{n}={i}" for n, i in row["interfaces"].items()) or "-"))
         for group in group_rows(instance, now):
             sources = ",".join(group["sources"]) or "{}"
             lines.append(f"  {group['interface']} {group['group']} {group['filter_mode']}({sources})"
                          f" v{group['version']} timer={group['group_timer']}")
         for route in route_rows(instance):
-            lines.append(f"  mfc ({route['source']}, {route['group']}) {route['iif']} -> "
+            lines.append(f"  route ({route['source']}, {route['group']}) {route['iif'] or '*'} -> "
                          f"{','.join(route['oifs']) or '-'} packets={route['packets']}")
     counters = api.status()["counters"]
     if counters:

@@ -1,4 +1,4 @@
-"""The layers import one way only (STYLE.md trait 1), checked by parsing imports with ast."""
+"""The layers import one way only (docs/architecture.md), checked by parsing imports with ast."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ FORBIDDEN = {
     "config": IO_MODULES + ("mcproxy_pmip.kernel", "mcproxy_pmip.proxy", "mcproxy_pmip.control"),
     "kernel": ("twisted", "scapy", "mcproxy_pmip.proxy", "mcproxy_pmip.control",
                "mcproxy_pmip.membership", "mcproxy_pmip.config"),
+    "dataplane": ("twisted", "scapy", "mcproxy_pmip.proxy", "mcproxy_pmip.control",
+                  "mcproxy_pmip.membership"),
     "control": ("scapy", "mcproxy_pmip.proxy", "mcproxy_pmip.kernel", "mcproxy_pmip.membership",
                 "mcproxy_pmip.config"),
 }
@@ -62,6 +64,20 @@ def test_plugins_use_only_the_plugin_api(path: pathlib.Path) -> None:
     bad = sorted(name for name in imported_modules(path)
                  if any(name == f or name.startswith(f + ".") for f in PLUGIN_FORBIDDEN))
     assert not bad, f"{path.relative_to(ROOT)} reaches into the daemon: {bad}"
+
+
+#: kernel specifics the proxy layer reaches only through the data-plane port, given from the top
+PLANE_IMPLEMENTATIONS = ("mcproxy_pmip.dataplane.mroute", "mcproxy_pmip.dataplane.nftables",
+                         "mcproxy_pmip.dataplane.memory", "mcproxy_pmip.kernel.mroute", "mcproxy_pmip.kernel.mfc",
+                         "mcproxy_pmip.kernel.vifs", "mcproxy_pmip.kernel.mrules", "mcproxy_pmip.kernel.leftovers",
+                         "mcproxy_pmip.kernel.nft", "mcproxy_pmip.kernel.packet_socket")
+
+
+@pytest.mark.parametrize("path", sorted(p for p in (PACKAGE / "proxy").glob("*.py") if p.name != "daemon.py"),
+                         ids=lambda p: p.name)
+def test_proxy_layer_forwards_only_through_the_port(path: pathlib.Path) -> None:
+    bad = sorted(name for name in imported_modules(path) if name in PLANE_IMPLEMENTATIONS)
+    assert not bad, f"{path.relative_to(ROOT)} imports a plane implementation {bad}: pass it in from the daemon"
 
 
 def test_core_never_imports_plugins_or_testbed() -> None:

@@ -1,0 +1,1 @@
+"""Data planes: the port the proxy layer forwards through, and its implementations."""
