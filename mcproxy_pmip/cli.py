@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-f", dest="config", default="mcproxy.conf", metavar="FILE",
                         help="configuration file, mcproxy grammar or YAML (default: mcproxy.conf)")
     parser.add_argument("-c", dest="check_kernel", action="store_true",
-                        help="check the kernel's multicast features, print them and exit")
+                        help="check which data planes this kernel can run (and what is missing), print it "
+                             "and exit: 0 if the daemon can run")
     parser.add_argument("-t", "--check-config", action="store_true",
                         help="validate the configuration, print every problem and exit (0 or 2)")
     parser.add_argument("-s", dest="status", action="store_true",
@@ -61,10 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_kernel() -> int:
-    from mcproxy_pmip.kernel.features import check_features, format_report
-    rows = check_features()
-    print(format_report(rows))
-    return EXIT_OK if all(row.ok for row in rows) else EXIT_RUNTIME
+    from mcproxy_pmip.dataplane.features import check_features, format_report, read_kernel_config, runnable
+    reports = check_features()
+    print(format_report(reports, read_kernel_config()))
+    return EXIT_OK if runnable(reports) else EXIT_RUNTIME
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,9 @@
 ``MalformedPacket`` and ``ProtocolViolation`` are the peer's fault and become a
 counted drop at one catch point in the Receiver. ``ConfigError`` is the
 operator's and lists every problem with its location. ``KernelError`` wraps a
-failed syscall with the operation that failed. Anything else escaping is a bug.
+failed syscall with the operation that failed. ``PlaneUnavailable`` and
+``PlaneLimitReached`` say that a data plane cannot run here or cannot take one
+more interface, and what to do instead. Anything else escaping is a bug.
 """
 
 from __future__ import annotations
@@ -66,3 +68,22 @@ class KernelError(McproxyError):
         name = _errno.errorcode.get(errno, str(errno))
         text = f"{op} failed: {name} ({os.strerror(errno)})"
         super().__init__(f"{text}: {detail}" if detail else text)
+
+
+class PlaneLimitReached(McproxyError):
+    """The plane cannot take one more interface (MRT: 32 vifs per table); names the way out."""
+
+    def __init__(self, plane: str, interface: str, detail: str) -> None:
+        self.plane = plane
+        self.interface = interface
+        super().__init__(f"{plane} data plane: cannot add {interface}: {detail}")
+
+
+class PlaneUnavailable(McproxyError):
+    """The kernel lacks what the plane needs; ``remedy`` says what to do (one line)."""
+
+    def __init__(self, plane: str, missing: str, remedy: str) -> None:
+        self.plane = plane
+        self.missing = missing
+        self.remedy = remedy
+        super().__init__(f"{plane} data plane unavailable: {missing}; {remedy}")

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mcproxy_pmip.addresses import Family, IPAddress
-from mcproxy_pmip.errors import McproxyError
+from mcproxy_pmip.errors import PlaneLimitReached, PlaneUnavailable  # noqa: F401 (part of the port)
 from mcproxy_pmip.wire.records import FilterMode
 
 
@@ -35,25 +35,6 @@ class Role(enum.Enum):
 
     UPSTREAM = "upstream"
     DOWNSTREAM = "downstream"
-
-
-class PlaneLimitReached(McproxyError):
-    """The plane cannot take one more interface (MRT: 32 vifs per table); names the way out."""
-
-    def __init__(self, plane: str, interface: str, detail: str) -> None:
-        self.plane = plane
-        self.interface = interface
-        super().__init__(f"{plane} data plane: cannot add {interface}: {detail}")
-
-
-class PlaneUnavailable(McproxyError):
-    """The kernel lacks what the plane needs; ``remedy`` says what to do (one line)."""
-
-    def __init__(self, plane: str, missing: str, remedy: str) -> None:
-        self.plane = plane
-        self.missing = missing
-        self.remedy = remedy
-        super().__init__(f"{plane} data plane unavailable: {missing}; {remedy}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,46 +1,84 @@
-"""The ``-c`` feature check against the real kernel, inside a fresh namespace."""
+"""The ``-c`` feature check against the real kernel, inside a fresh namespace.
+
+Whatever the kernel lacks, the check must say it per plane and leave nothing
+behind; the probes of a plane the kernel has must all pass.
+"""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 
 from mcproxy_pmip.addresses import Family
-from mcproxy_pmip.kernel import features
-from mcproxy_pmip.kernel.mroute import MrouteSocket
+from mcproxy_pmip.dataplane import features
+from mcproxy_pmip.dataplane.choice import missing_mroute
 from tests.netns.netns_fixtures import netns_factory  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.netns
 
 
-def test_basics_report_ok_and_leave_nothing_behind(netns_factory):  # noqa: F811
-    ns = netns_factory()
-    rules_before = ns.ip("-4", "mrule", "show") + ns.ip("-6", "mrule", "show")
+def _mroute_missing(ns) -> str | None:
     with ns.entered():
-        rows = features.check_features()
-    by_name = {row.feature: row for row in rows}
-    assert len(by_name) == len(rows) == 13
-    failed = [row for row in rows if not row.ok]
-    assert failed == [], features.format_report(failed)
-    assert "32 per table" in by_name["IPv4 vifs per table"].detail
-    assert "32 per table" in by_name["IPv6 vifs per table"].detail
-    assert by_name["IPv4 sources per socket filter (net.ipv4.igmp_max_msf)"].detail.startswith(
-        ns.read_sysctl("net.ipv4.igmp_max_msf") + " "
-    )
-    report = features.format_report(rows)
-    assert report.count("\n") == 12 and "FAIL" not in report
-    assert ns.ip("-4", "mrule", "show") + ns.ip("-6", "mrule", "show") == rules_before
-    assert ns.ip("-4", "mroute", "show").strip() == "" and ns.ip("-6", "mroute", "show").strip() == ""
+        return missing_mroute(frozenset({Family.IPV4, Family.IPV6}))
 
 
-def test_busy_default_table_still_counts_as_supported(netns_factory):  # noqa: F811
+def test_every_part_is_reported_and_nothing_is_left_behind(netns_factory):  # noqa: F811
     ns = netns_factory()
+    with ns.entered():
+        reports = {report.name: report for report in features.check_features()}
+    assert set(reports) == {"packet I/O", "mroute plane", "nftables plane"}
+    assert reports["packet I/O"].usable, features.format_report(list(reports.values()))
+    assert reports["nftables plane"].usable, features.format_report(list(reports.values()))
+    missing = _mroute_missing(ns)
+    assert reports["mroute plane"].usable is (missing is None), features.format_report(list(reports.values()))
+    if missing is None:
+        rows = {row.feature: row for row in reports["mroute plane"].rows}
+        assert "32 per table" in rows["IPv4 vifs per table"].detail
+        assert "32 per table" in rows["IPv6 vifs per table"].detail
+        assert ns.ip("-4", "mroute", "show").strip() == "" and ns.ip("-6", "mroute", "show").strip() == ""
+    assert ns.run(["nft", "list", "tables"]).stdout.strip() == "", "the probe table was deleted"
+
+
+def test_the_command_names_the_missing_kernel_option_and_exits_zero_when_a_plane_works(netns_factory):  # noqa: F811
+    ns = netns_factory()
+    result = ns.run([sys.executable, "-m", "mcproxy_pmip", "-c"], check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "nftables plane: usable" in result.stdout
+    if _mroute_missing(ns) is not None:
+        assert "mroute plane: NOT USABLE" in result.stdout
+        assert "--data-plane nftables" in result.stdout
+        assert "CONFIG_IP_MROUTE" in result.stdout and "CONFIG_IPV6_MROUTE" in result.stdout
+    else:
+        assert "mroute plane: usable" in result.stdout
+
+
+def test_a_busy_default_table_still_counts_as_supported(netns_factory):  # noqa: F811
+    ns = netns_factory()
+    missing = _mroute_missing(ns)
+    if missing is not None:
+        pytest.skip(f"needs kernel multicast routing: {missing}")
+    from mcproxy_pmip.kernel.mroute import MrouteSocket
     with ns.entered():
         owner = MrouteSocket(Family.IPV4, None)
         try:
-            rows = {row.feature: row for row in features.check_features()}
+            row = features.run_probe("x", lambda: features.probe_mroute_socket(Family.IPV4))
         finally:
             owner.close()
-    row = rows["IPv4 multicast routing socket (MRT_INIT)"]
     assert row.ok and "another multicast router" in row.detail
-    assert rows["IPv4 vifs per table"].ok
 
+
+def test_start_failure_on_a_missing_plane_is_one_line(netns_factory, tmp_path):  # noqa: F811
+    ns = netns_factory()
+    missing = _mroute_missing(ns)
+    if missing is None:
+        pytest.skip("this kernel has multicast routing: the mroute plane starts")
+    conf = tmp_path / "p.conf"
+    conf.write_text("protocol IGMPv3;\npinstance p: lo ==> lo2;\n")
+    result = subprocess.run(["ip", "netns", "exec", ns.name, sys.executable, "-m", "mcproxy_pmip", "-f", str(conf),
+                             "--no-control", "--data-plane", "mroute"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("mcproxy-pmip:")]
+    assert len(errors) == 1 and "CONFIG_IP_MROUTE" in errors[0] and "--data-plane nftables" in errors[0], \
+        result.stderr

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.errors import MalformedPacket
-from mcproxy_pmip.kernel import counters, features, mroute, upcalls
+from mcproxy_pmip.kernel import counters, mroute, upcalls
 
 S4, G4 = ipaddress.ip_address("10.1.0.2"), ipaddress.ip_address("239.1.2.3")
 S6, G6 = ipaddress.ip_address("fd01::2"), ipaddress.ip_address("ff15::4242")
@@ -146,11 +146,3 @@ def test_source_ageing_names_entries_whose_counter_stood_still():
     assert ageing.sweep(19.0, [a, b], idle_interval=10.0) == [a, b]
     assert ageing.sweep(20.0, [a], idle_interval=10.0) == [a]
     assert ageing.last_active_at(*b) is None, "an entry not listed is forgotten"
-
-
-def test_a_failing_feature_probe_becomes_a_row():
-    row = features.run_probe("x", lambda: features.probe_sysctl("net.no.such.key", 1, "things"))
-    assert row == features.FeatureCheck("x", False, "No such file or directory")
-    assert features.format_report([row]) == "FAIL  x: No such file or directory"
-    hidden = features.probe_sysctl("net.no.such.key", 1, "things", init_netns_only_default=64)
-    assert "not visible" in hidden and "64" in hidden
