@@ -3,7 +3,9 @@
     up (router, source) --u0/up0-- [ px: mcproxy-pmip ] --d1/e0-- h1
                                                         --d2/e0-- h2
 
-The daemon runs as a real process (``mcproxy-pmip -f CONF -d --control SOCK``)
+The daemon runs as a real process (``mcproxy-pmip -f CONF -d --control SOCK
+--data-plane PLANE``; the ``proxy_topology`` fixture runs each test once per data
+plane the kernel offers, ``tests.netns.planes``)
 and is stopped with SIGTERM at teardown (its exit status is checked). Hosts
 join with the kernel's own IGMP/MLD host stack; a packet socket on the
 upstream router sees the proxy's reports on the wire; a UDP source sends data.
@@ -29,6 +31,7 @@ import pytest
 from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.control.client import ControlClient, ControlError
 from tests.netns.netns_fixtures import Netns, address, veth
+from tests.netns.planes import PLANES
 
 DAEMON = [sys.executable, "-m", "mcproxy_pmip"]
 PORT = 5101
@@ -135,6 +138,7 @@ class ProxyTopology:
     px: Netns
     hosts: list[Netns]
     tmp: str
+    data_plane: str = "auto"
     daemons: list[Daemon] = field(default_factory=list)
 
     def start_daemon(self, config: str, *extra: str, name: str = "px", ns: Netns | None = None,
@@ -147,7 +151,8 @@ class ProxyTopology:
         log_path = os.path.join(self.tmp, f"{name}.log")
         log_file = open(log_path, "w", encoding="utf-8")
         env = dict(os.environ, PYTHONPATH=os.getcwd())
-        process = ns.popen([*DAEMON, "-f", conf, "-d", "--control", control, "--seed", "1", *extra],
+        plane = () if "--data-plane" in extra else ("--data-plane", self.data_plane)
+        process = ns.popen([*DAEMON, "-f", conf, "-d", "--control", control, "--seed", "1", *plane, *extra],
                            stdout=log_file, stderr=subprocess.STDOUT, env=env)
         log_file.close()
         daemon = Daemon(ns, process, control, log_path)
@@ -237,12 +242,13 @@ def send_until(sender: socket.socket, group: str, receiver: socket.socket, timeo
     return time.monotonic() - start
 
 
-@pytest.fixture
-def proxy_topology(netns_factory, tmp_path) -> Iterator[ProxyTopology]:  # noqa: F811
-    yield from build_proxy_topology(netns_factory, str(tmp_path), "mpd-")
+@pytest.fixture(params=PLANES)
+def proxy_topology(netns_factory, tmp_path, request) -> Iterator[ProxyTopology]:  # noqa: F811
+    yield from build_proxy_topology(netns_factory, str(tmp_path), "mpd-", request.param)
 
 
-def build_proxy_topology(netns_factory, tmp: str, prefix: str) -> Iterator[ProxyTopology]:
+def build_proxy_topology(netns_factory, tmp: str, prefix: str,
+                         data_plane: str = "auto") -> Iterator[ProxyTopology]:
     """The fixture's body with its namespace ``prefix``: yields the topology, stops daemons after."""
     up, px = netns_factory(prefix), netns_factory(prefix)
     hosts = [netns_factory(prefix), netns_factory(prefix)]
@@ -265,7 +271,7 @@ def build_proxy_topology(netns_factory, tmp: str, prefix: str) -> Iterator[Proxy
         for name in names:
             wait_for(lambda: "fe80::" in ns.ip("-6", "addr", "show", "dev", name), 5,
                      f"a link-local address on {name}")
-    topology = ProxyTopology(up, px, hosts, tmp)
+    topology = ProxyTopology(up, px, hosts, tmp, data_plane)
     yield topology
     for daemon in topology.daemons:
         daemon.stop()

@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from mcproxy_pmip.addresses import Family, IPAddress
-from mcproxy_pmip.kernel.igmp_socket import IgmpSocket
-from mcproxy_pmip.kernel.mld_socket import MldSocket
+from mcproxy_pmip.kernel.igmp_socket import IgmpSendSocket
+from mcproxy_pmip.kernel.mld_socket import MldSendSocket
 from mcproxy_pmip.wire import igmp, mld
 from mcproxy_pmip.wire.records import GroupRecord
 from tests.netns.netns_fixtures import Netns
@@ -40,9 +40,9 @@ MLD_TYPES = (130, 131, 132, 143)
 UDP = 17
 
 
-def scenario_topology(netns_factory, tmp_path) -> Iterator[ProxyTopology]:
+def scenario_topology(netns_factory, tmp_path, data_plane: str = "auto") -> Iterator[ProxyTopology]:
     """Body of a test module's topology fixture: the harness topology in ``mps-`` namespaces."""
-    yield from build_proxy_topology(netns_factory, str(tmp_path), PREFIX)
+    yield from build_proxy_topology(netns_factory, str(tmp_path), PREFIX, data_plane)
 
 
 def yaml_config(downstreams: tuple[str, ...] = ("d1", "d2"), **timers: float) -> str:
@@ -196,8 +196,8 @@ class Querier:
     def __init__(self, ns: Netns, interface: str) -> None:
         with ns.entered():
             self.ifindex = socket.if_nametoindex(interface)
-            self.igmp = IgmpSocket()
-            self.mld = MldSocket()
+            self.igmp = IgmpSendSocket()
+            self.mld = MldSendSocket()
         self.link_local = link_local(ns, interface)  # RFC 3810 §5.1.14; the kernel would pick a global one
 
     def query(self, family: Family, max_resp_interval: float, group: str | None = None,

@@ -15,6 +15,7 @@ import pytest
 
 from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.wire.records import RecordType
+from tests.netns.planes import PLANES
 from tests.netns.netns_fixtures import address, netns_factory  # noqa: F401 (fixture)
 from tests.netns.proxy_harness import PORT, Capture, ProxyTopology
 from tests.netns.scenario_tools import (
@@ -39,9 +40,9 @@ CONFIG = yaml_config(query_interval=5, query_response_interval=1, last_member_qu
                      last_member_query_count=2, unsolicited_report_interval=0.2)
 
 
-@pytest.fixture
-def topo(netns_factory, tmp_path) -> Iterator[ProxyTopology]:  # noqa: F811
-    yield from scenario_topology(netns_factory, tmp_path)
+@pytest.fixture(params=PLANES)
+def topo(netns_factory, tmp_path, request) -> Iterator[ProxyTopology]:  # noqa: F811
+    yield from scenario_topology(netns_factory, tmp_path, request.param)
 
 
 def route(daemon, family: Family, source: str, group: str) -> dict | None:

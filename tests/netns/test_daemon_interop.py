@@ -19,6 +19,7 @@ import pytest
 
 from mcproxy_pmip.addresses import Family
 from tests.netns.netns_fixtures import address, netns_factory, veth  # noqa: F401 (fixture)
+from tests.netns.planes import mroute_missing
 from tests.netns.proxy_harness import Capture, ProxyTopology, send_until, wait_for
 
 pytestmark = pytest.mark.netns
@@ -105,8 +106,11 @@ def test_chain_of_two_proxies_forwards_end_to_end(chain, family) -> None:
     send_until(chain.sender(family), GROUP[family], receiver, 5, "data at the host through both proxies")
 
 
-needs_igmpproxy = pytest.mark.skipif(shutil.which(IGMPPROXY) is None and not os.path.exists(IGMPPROXY),
-                                     reason=f"igmpproxy is not installed ({IGMPPROXY})")
+_igmpproxy_missing = shutil.which(IGMPPROXY) is None and not os.path.exists(IGMPPROXY)
+needs_igmpproxy = pytest.mark.skipif(
+    _igmpproxy_missing or mroute_missing() is not None,
+    reason=f"igmpproxy is not installed ({IGMPPROXY})" if _igmpproxy_missing
+    else f"igmpproxy forwards with kernel multicast routing, missing here ({mroute_missing()})")
 
 
 @needs_igmpproxy

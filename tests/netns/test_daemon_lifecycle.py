@@ -20,6 +20,7 @@ import pytest
 from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.wire import igmp
 from mcproxy_pmip.wire.records import GroupRecord, RecordType
+from tests.netns.planes import PLANES
 from tests.netns.netns_fixtures import address, netns_factory  # noqa: F401 (fixture)
 from tests.netns.proxy_harness import (
     DAEMON,
@@ -42,9 +43,9 @@ FAMILIES = (Family.IPV4, Family.IPV6)
 QUIET_WINDOW = 0.5
 
 
-@pytest.fixture
-def topo(netns_factory, tmp_path):  # noqa: F811
-    yield from build_proxy_topology(netns_factory, str(tmp_path), PREFIX)
+@pytest.fixture(params=PLANES)
+def topo(netns_factory, tmp_path, request):  # noqa: F811
+    yield from build_proxy_topology(netns_factory, str(tmp_path), PREFIX, request.param)
 
 
 def yaml_config(downstreams: list[str], table: int | None = None) -> str:

@@ -25,9 +25,10 @@ from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.errors import KernelError
 from mcproxy_pmip.kernel import counters, mfc, mrules, upcalls, vifs
 from mcproxy_pmip.kernel.mroute import MrouteSocket
+from tests.netns.planes import requires_mroute
 from tests.netns.netns_fixtures import Netns, address, netns_factory, veth  # noqa: F401 (fixture)
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.netns, requires_mroute]
 
 TABLE = 42
 PORT = 5001

@@ -12,9 +12,10 @@ import pytest
 from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.kernel import leftovers, mrules
 from mcproxy_pmip.kernel.mroute import MrouteSocket
+from tests.netns.planes import requires_mroute
 from tests.netns.netns_fixtures import Netns, netns_factory  # noqa: F401 (fixture)
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.netns, requires_mroute]
 
 CRASHING_DAEMON = textwrap.dedent(
     """

@@ -13,9 +13,10 @@ from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.errors import KernelError
 from mcproxy_pmip.kernel import mfc, mroute, vifs
 from mcproxy_pmip.kernel.mroute import MrouteSocket
+from tests.netns.planes import requires_mroute
 from tests.netns.netns_fixtures import Netns, netns_factory  # noqa: F401 (fixture)
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.netns, requires_mroute]
 
 FAMILIES = pytest.mark.parametrize("family", [Family.IPV4, Family.IPV6], ids=["ipv4", "ipv6"])
 

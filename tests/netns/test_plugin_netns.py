@@ -27,6 +27,7 @@ from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.control.client import ControlError
 from mcproxy_pmip.wire import rfc7411
 from mcproxy_pmip.wire.records import GroupRecord, RecordType
+from tests.netns.planes import PLANES
 from tests.netns.netns_fixtures import Netns, netns_factory  # noqa: F401 (fixture)
 from tests.netns.proxy_harness import (ETH_P_ALL, UP_SOURCE, Daemon, ProxyTopology,
                                        build_proxy_topology, parse_frame, send_until, wait_for)
@@ -105,9 +106,9 @@ def report_records(frames: list[tuple], family: Family, src=None) -> list[tuple[
     return found
 
 
-@pytest.fixture
-def plugin_topology(netns_factory, tmp_path) -> Iterator[tuple[ProxyTopology, Daemon]]:  # noqa: F811
-    for topology in build_proxy_topology(netns_factory, str(tmp_path), "mpg-"):
+@pytest.fixture(params=PLANES)
+def plugin_topology(netns_factory, tmp_path, request) -> Iterator[tuple[ProxyTopology, Daemon]]:  # noqa: F811
+    for topology in build_proxy_topology(netns_factory, str(tmp_path), "mpg-", request.param):
         daemon = topology.start_daemon(CONFIG, "--plugin", "pmipv6")
         yield topology, daemon
 
