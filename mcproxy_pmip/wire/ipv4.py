@@ -1,6 +1,6 @@
-"""IPv4 header parsing for raw IGMP sockets, and the Router Alert option for senders.
+"""IPv4 header parsing for received IGMP, and the Router Alert option for senders.
 
-A raw ``IPPROTO_IGMP`` socket on Linux delivers the IPv4 header with its
+IGMP is read from a packet socket, which hands over the IPv4 header with its
 options (RFC 791 §3.1); IGMP needs its TTL (1), its source and the Router
 Alert option (RFC 2113; RFC 3376 §4 and §9.1)::
 
@@ -26,8 +26,10 @@ Router Alert (RFC 2113 §2.1)::
     |10010100|00000100|  2 octet value  |
     +--------+--------+--------+--------+
 
-The header checksum is not checked here: the kernel drops bad headers before
-raw sockets see them.
+A packet socket sees frames before the IP layer's checks, so
+``parse_header`` verifies the header checksum (RFC 791 §3.1, RFC 1071) and
+reports whether the packet is a fragment (MF set or a non-zero offset):
+nothing reassembles fragments on that path.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import struct
 from dataclasses import dataclass
 
 from mcproxy_pmip.errors import MalformedPacket
+from mcproxy_pmip.wire.checksum import is_valid
 
 ROUTER_ALERT_OPTION = b"\x94\x04\x00\x00"
 """Router Alert with value 0, "router shall examine packet" (for IP_OPTIONS)."""
@@ -47,6 +50,7 @@ MIN_HEADER_LENGTH = 20
 _OPTION_END = 0
 _OPTION_NOP = 1
 _OPTION_ROUTER_ALERT = 0x94
+_MORE_FRAGMENTS_AND_OFFSET = 0x3FFF
 _FIXED = struct.Struct("!BBHHHBBH4s4s")
 
 
@@ -63,15 +67,19 @@ class Ipv4Header:
     dst: ipaddress.IPv4Address
     options: bytes
     has_router_alert: bool
+    is_fragment: bool
     payload: bytes
 
 
 def parse_header(packet: bytes) -> Ipv4Header:
-    """Parse an IPv4 packet read from a raw socket; ``MalformedPacket`` if it does not parse."""
+    """Parse an IPv4 packet as received (link padding may follow it).
+
+    ``MalformedPacket`` if it does not parse or its header checksum is wrong.
+    """
     packet = bytes(packet)
     if len(packet) < MIN_HEADER_LENGTH:
         raise MalformedPacket("ip_too_short", f"{len(packet)} octets")
-    ver_ihl, tos, total_length, _, _, ttl, protocol, _, src, dst = _FIXED.unpack_from(packet)
+    ver_ihl, tos, total_length, _, fragment, ttl, protocol, _, src, dst = _FIXED.unpack_from(packet)
     if ver_ihl >> 4 != 4:
         raise MalformedPacket("not_ipv4", f"version {ver_ihl >> 4}")
     header_length = (ver_ihl & 0x0F) * 4
@@ -82,6 +90,8 @@ def parse_header(packet: bytes) -> Ipv4Header:
             "ip_truncated",
             f"header {header_length}, total length {total_length}, {len(packet)} octets read",
         )
+    if not is_valid(packet[:header_length]):
+        raise MalformedPacket("bad_ip_checksum", f"header {packet[:header_length].hex()}")
     options = packet[MIN_HEADER_LENGTH:header_length]
     return Ipv4Header(
         header_length=header_length,
@@ -93,6 +103,7 @@ def parse_header(packet: bytes) -> Ipv4Header:
         dst=ipaddress.IPv4Address(dst),
         options=options,
         has_router_alert=_has_router_alert(options),
+        is_fragment=bool(fragment & _MORE_FRAGMENTS_AND_OFFSET),
         payload=packet[header_length:total_length],
     )
 

@@ -1,4 +1,9 @@
-"""MldSocket against a real Linux host stack across a veth (RFC 3810 §5, RFC 2710, RFC 2711)."""
+"""MldPacketSocket against a real Linux host stack across a veth (RFC 3810 §5, RFC 2710, RFC 2711).
+
+The proxy side holds no IPv6 membership: the packet socket sees MLD of
+every interface, with or without the Hop-by-Hop header, and verifies the
+ICMPv6 checksum itself.
+"""
 
 from __future__ import annotations
 
@@ -12,184 +17,205 @@ import pytest
 
 from mcproxy_pmip.addresses import ALL_MLDV2_ROUTERS, ALL_NODES, ALL_ROUTERS_V6
 from mcproxy_pmip.errors import KernelError
-from mcproxy_pmip.kernel.mld_socket import MldSocket, ReceivedMld
-from pkt_fixtures import HOST_IF, Link, in_netns, sysctl, veth_link, wait_for
+from mcproxy_pmip.kernel.mld_socket import ReceivedMld
+from mcproxy_pmip.kernel.packet_socket import MldPacketSocket
+from mcproxy_pmip.wire import mld
+from mcproxy_pmip.wire.records import RecordType
+from packet_io_fixtures import (Link, allmulti_counts, inject, ipv6_packet, link, link_local, members,
+                                netns_factory, read_until, send_udp)
 
-__all__ = ["veth_link"]  # the fixture, imported for pytest
+__all__ = ["link", "members", "netns_factory"]  # fixtures, imported for pytest
 
 pytestmark = pytest.mark.netns
 
 GROUP = ipaddress.IPv6Address("ff3e::4242")
-MLD_QUERY = 130
-MLDV1_REPORT = 131
-MLD_DONE = 132
-MLDV2_REPORT = 143
-CHANGE_TO_EXCLUDE = 4
-MODE_IS_EXCLUDE = 2
-WAIT = 3.0
-
-
-def v2_records(payload: bytes) -> list[tuple[int, ipaddress.IPv6Address]]:
-    """(record type, group) of each record of an MLDv2 report (RFC 3810 §5.2)."""
-    count = struct.unpack_from("!H", payload, 6)[0]
-    offset, records = 8, []
-    for _ in range(count):
-        kind, aux_words, sources = struct.unpack_from("!BBH", payload, offset)
-        records.append((kind, ipaddress.IPv6Address(payload[offset + 4:offset + 20])))
-        offset += 20 + 16 * sources + 4 * aux_words
-    return records
-
-
-def general_query_v2(max_resp_code: int) -> bytes:
-    """An MLDv2 General Query (RFC 3810 §5.1), checksum left to the kernel: QRV 2, QQIC 125."""
-    return struct.pack("!BBHHH16sBBH", MLD_QUERY, 0, 0, max_resp_code, 0, bytes(16), 2, 125, 0)
-
-
-class HostListener:
-    """A socket in the host namespace that listens to a group (the kernel then reports it)."""
-
-    def __init__(self, link: Link, group: ipaddress.IPv6Address) -> None:
-        with in_netns(link.host_ns):
-            self.sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        self.mreq = struct.pack("=16si", group.packed, link.host_ifindex)
-        self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, self.mreq)
-
-    def leave(self) -> None:
-        self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_LEAVE_GROUP, self.mreq)
-
-    def close(self) -> None:
-        self.sock.close()
+MARKER = ipaddress.IPv6Address("ff3e::9999")
+ECHO_REQUEST = 128
 
 
 @pytest.fixture
-def router_socket(veth_link: Link) -> Iterator[MldSocket]:
-    """An MldSocket in the router namespace, joined to ff02::16 and ff02::2 on r0."""
-    with in_netns(veth_link.router_ns):
-        sock = MldSocket()
+def proxy_socket(link: Link) -> Iterator[MldPacketSocket]:
+    """An MldPacketSocket in the proxy namespace, watching d0."""
+    with link.proxy.entered():
+        sock = MldPacketSocket()
     try:
-        sock.join(veth_link.router_ifindex, ALL_MLDV2_ROUTERS)
-        sock.join(veth_link.router_ifindex, ALL_ROUTERS_V6)
+        sock.watch(link.proxy_ifindex)
         yield sock
     finally:
         sock.close()
 
 
 @pytest.fixture
-def listeners() -> Iterator[list[HostListener]]:
-    """Listeners created by the test; closed at teardown."""
-    created: list[HostListener] = []
-    yield created
-    for listener in created:
-        listener.close()
+def host_link_local(link: Link) -> ipaddress.IPv6Address:
+    return link_local(link.host, link.host_if)
 
 
-def from_host(link: Link, packet: ReceivedMld, kind: int) -> bool:
-    return packet.payload[:1] == bytes((kind,)) and packet.src == link.host_link_local
+def from_host(source: ipaddress.IPv6Address, packet: ReceivedMld, kind: type) -> mld.MldMessage | None:
+    """The parsed message when ``packet`` is a ``kind`` from ``source``, else None."""
+    if packet.src != source:
+        return None
+    message = mld.parse(packet.payload)
+    return message if isinstance(message, kind) else None
+
+
+def reports_group(source: ipaddress.IPv6Address, packet: ReceivedMld, record_type: RecordType,
+                  group: ipaddress.IPv6Address) -> bool:
+    message = from_host(source, packet, mld.MldV2Report)
+    return message is not None and any((r.record_type, r.group) == (record_type, group) for r in message.records)
+
+
+def marker_report(link: Link, source: ipaddress.IPv6Address) -> None:
+    """A hand-made MLDv1 report for MARKER: what passes the filter, to know earlier frames were handled."""
+    inject(link, ipv6_packet(source, MARKER, mld.build(mld.MldV1Report(MARKER), source, MARKER)))
+
+
+def is_marker(packet: ReceivedMld) -> bool:
+    return packet.dst == MARKER
+
+
+def crafted(got: list[ReceivedMld]) -> list[ReceivedMld]:
+    """What was read, less the MLDv2 reports the host's kernel sends by itself (solicited-node groups)."""
+    return [p for p in got if p.dst != ALL_MLDV2_ROUTERS]
 
 
 def test_receives_host_v2_report_with_ifindex_hop_limit_and_router_alert(
-        veth_link: Link, router_socket: MldSocket, listeners: list[HostListener]) -> None:
-    listeners.append(HostListener(veth_link, GROUP))
-    packet, _ = wait_for(
-        router_socket.fileno(), router_socket.read_packets,
-        lambda p: from_host(veth_link, p, MLDV2_REPORT)
-        and (CHANGE_TO_EXCLUDE, GROUP) in v2_records(p.payload),
-        WAIT, "the host's MLDv2 TO_EX report")
-    assert packet.ifindex == veth_link.router_ifindex
-    assert packet.dst == ALL_MLDV2_ROUTERS
-    assert packet.hop_limit == 1
-    assert packet.router_alert is True
+        link: Link, proxy_socket: MldPacketSocket, host_link_local: ipaddress.IPv6Address, members) -> None:
+    members.join(link.host, link.host_ifindex, GROUP)
+
+    def wanted(packet: ReceivedMld) -> bool:
+        return reports_group(host_link_local, packet, RecordType.CHANGE_TO_EXCLUDE, GROUP)
+
+    packet = next(p for p in read_until(proxy_socket, wanted, "the host's MLDv2 TO_EX report") if wanted(p))
+    assert (packet.ifindex, packet.dst, packet.hop_limit, packet.router_alert) == (
+        link.proxy_ifindex, ALL_MLDV2_ROUTERS, 1, True)
+    assert proxy_socket.drops == {}
 
 
-def test_receives_v1_report_and_done(
-        veth_link: Link, router_socket: MldSocket, listeners: list[HostListener]) -> None:
-    sysctl(veth_link.host_ns, f"net.ipv6.conf.{HOST_IF}.force_mld_version", "1")
-    # An MLDv1 report goes to the group itself (the mroute socket's job in the daemon);
-    # join it here to see it. The host sends a Done only after it has reported.
-    router_socket.join(veth_link.router_ifindex, GROUP)
-    listener = HostListener(veth_link, GROUP)
-    listeners.append(listener)
-    report, _ = wait_for(
-        router_socket.fileno(), router_socket.read_packets,
-        lambda p: from_host(veth_link, p, MLDV1_REPORT), WAIT, "the host's MLDv1 Report")
-    assert (report.dst, report.hop_limit, report.router_alert) == (GROUP, 1, True)
-    listener.leave()
-    done, _ = wait_for(
-        router_socket.fileno(), router_socket.read_packets,
-        lambda p: from_host(veth_link, p, MLD_DONE), WAIT, "the host's MLDv1 Done")
-    assert done.dst == ALL_ROUTERS_V6
-    assert ipaddress.IPv6Address(done.payload[8:24]) == GROUP
-    assert (done.ifindex, done.hop_limit, done.router_alert) == (veth_link.router_ifindex, 1, True)
+def test_receives_v1_report_to_the_group_and_done_without_any_membership(
+        link: Link, proxy_socket: MldPacketSocket, host_link_local: ipaddress.IPv6Address, members) -> None:
+    link.host.sysctl(f"net.ipv6.conf.{link.host_if}.force_mld_version", 1)
+    members.join(link.host, link.host_ifindex, GROUP)
+
+    def report(packet: ReceivedMld) -> bool:
+        message = from_host(host_link_local, packet, mld.MldV1Report)
+        return message is not None and message.group == GROUP
+
+    got = read_until(proxy_socket, report, "the host's MLDv1 Report")
+    packet = next(p for p in got if report(p))
+    assert (packet.ifindex, packet.dst, packet.hop_limit, packet.router_alert) == (link.proxy_ifindex, GROUP, 1, True)
+    members.leave(link.host, link.host_ifindex, GROUP)
+
+    def done(packet: ReceivedMld) -> bool:
+        message = from_host(host_link_local, packet, mld.MldDone)
+        return message is not None and message.group == GROUP
+
+    packet = next(p for p in read_until(proxy_socket, done, "the host's MLDv1 Done") if done(p))
+    assert (packet.ifindex, packet.dst, packet.hop_limit, packet.router_alert) == (
+        link.proxy_ifindex, ALL_ROUTERS_V6, 1, True)
 
 
-def test_filter_passes_only_mld(veth_link: Link, router_socket: MldSocket) -> None:
-    """An echo request from the host (ICMPv6 type 128) never reaches the MLD socket."""
-    with in_netns(veth_link.host_ns):
+def test_mld_without_hop_by_hop_header_passes_the_filter(
+        link: Link, proxy_socket: MldPacketSocket, host_link_local: ipaddress.IPv6Address) -> None:
+    done = mld.build(mld.MldDone(GROUP), host_link_local, ALL_ROUTERS_V6)
+    inject(link, ipv6_packet(host_link_local, ALL_ROUTERS_V6, done, hop_by_hop=False))
+    marker_report(link, host_link_local)
+    got = read_until(proxy_socket, is_marker, "the marker report after the Done")
+    assert [(p.dst, p.router_alert) for p in crafted(got)] == [(ALL_ROUTERS_V6, False), (MARKER, True)]
+    assert crafted(got)[0].payload == done
+
+
+def test_only_mld_passes_the_filter(link: Link, proxy_socket: MldPacketSocket,
+                                    host_link_local: ipaddress.IPv6Address) -> None:
+    """Echo requests (with and without Hop-by-Hop), UDP data and frames for another host never arrive."""
+    router = link_local(link.proxy, link.proxy_if)
+    with link.host.entered():
         pinger = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
-    listener: HostListener | None = None
     try:
-        target = (str(veth_link.router_link_local), 0, 0, veth_link.host_ifindex)
-        pinger.sendto(struct.pack("!BBHHH", 128, 0, 0, 1, 1), target)
-        # Then something that passes, so we know the echo had its chance to arrive first.
-        listener = HostListener(veth_link, GROUP)
-        _, before = wait_for(
-            router_socket.fileno(), router_socket.read_packets,
-            lambda p: from_host(veth_link, p, MLDV2_REPORT), WAIT, "an MLDv2 report after the echo")
-        assert all(p.payload[0] in (MLD_QUERY, MLDV1_REPORT, MLD_DONE, MLDV2_REPORT) for p in before)
+        pinger.sendto(struct.pack("!BBHHH", ECHO_REQUEST, 0, 0, 1, 1), (str(router), 0, 0, link.host_ifindex))
     finally:
         pinger.close()
-        if listener is not None:
-            listener.close()
+    echo = struct.pack("!BBHHH", ECHO_REQUEST, 0, 0, 1, 2)
+    inject(link, ipv6_packet(host_link_local, ALL_NODES, echo))
+    send_udp(link, GROUP)
+    report = mld.build(mld.MldV1Report(GROUP), host_link_local, GROUP)
+    inject(link, ipv6_packet(host_link_local, GROUP, report), mac=b"\x02\x00\x00\x00\x00\x99")
+    marker_report(link, host_link_local)
+    got = read_until(proxy_socket, is_marker, "the marker report after what the filter drops")
+    assert [p.dst for p in crafted(got)] == [MARKER]
+    assert proxy_socket.drops == {}, "by the filter, not by the decoder"
 
 
-def test_sent_query_has_hop_limit_1_router_alert_link_local_source_and_is_answered(
-        veth_link: Link, router_socket: MldSocket, listeners: list[HostListener]) -> None:
+def test_bad_icmpv6_checksum_is_dropped_and_counted(
+        link: Link, proxy_socket: MldPacketSocket, host_link_local: ipaddress.IPv6Address) -> None:
+    report = bytearray(mld.build(mld.MldV1Report(GROUP), host_link_local, GROUP))
+    report[2] ^= 0x5A
+    inject(link, ipv6_packet(host_link_local, GROUP, bytes(report)))
+    marker_report(link, host_link_local)
+    got = read_until(proxy_socket, is_marker, "the marker report after the bad checksum")
+    assert [p.dst for p in crafted(got)] == [MARKER]
+    assert proxy_socket.drops == {"bad_icmpv6_checksum": 1}
+
+
+def test_sent_query_has_hop_limit_1_router_alert_link_local_source_and_is_never_read_back(
+        link: Link, proxy_socket: MldPacketSocket, host_link_local: ipaddress.IPv6Address, members) -> None:
     from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop, RouterAlert
     from scapy.layers.l2 import Ether
 
-    with in_netns(veth_link.host_ns):
+    router = link_local(link.proxy, link.proxy_if)
+    with link.host.entered():
         capture = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x86DD))
     try:
-        capture.bind((HOST_IF, 0))
+        capture.bind((link.host_if, 0))
         capture.setblocking(False)
-        listeners.append(HostListener(veth_link, GROUP))
-        query = general_query_v2(max_resp_code=500)  # 0.5 s
-        router_socket.send(veth_link.router_ifindex, veth_link.router_link_local, ALL_NODES, query)
+        members.join(link.host, link.host_ifindex, GROUP)
+        query = mld.build(mld.MldQuery(2, 0.5, None, robustness=2, query_interval=125.0))
+        proxy_socket.send(link.proxy_ifindex, router, ALL_NODES, query)
 
-        def read_capture() -> list[IPv6]:
-            frames = []
-            while True:
-                try:
-                    frames.append(Ether(capture.recv(65535))[IPv6])
-                except BlockingIOError:
-                    return frames
+        class Capture:
+            def fileno(self) -> int:
+                return capture.fileno()
 
-        seen, _ = wait_for(capture.fileno(), read_capture,
-                           lambda ip: ip.dst == str(ALL_NODES) and ip.nh == 0
-                           and bytes(ip[IPv6ExtHdrHopByHop].payload)[:1] == bytes((MLD_QUERY,)),
-                           WAIT, "our query on the host's link")
-        assert seen.src == str(veth_link.router_link_local)
-        assert seen.hlim == 1
+            def read_packets(self) -> list:
+                frames = []
+                while True:
+                    try:
+                        frames.append(Ether(capture.recv(65535))[IPv6])
+                    except BlockingIOError:
+                        return frames
+
+        def is_query(ip) -> bool:
+            return (ip.dst == str(ALL_NODES) and ip.nh == 0
+                    and bytes(ip[IPv6ExtHdrHopByHop].payload)[:1] == bytes((mld.MULTICAST_LISTENER_QUERY,)))
+
+        seen = next(ip for ip in read_until(Capture(), is_query, "our query on the host's link") if is_query(ip))
+        assert (seen.src, seen.hlim) == (str(router), 1)
         hop_by_hop = seen[IPv6ExtHdrHopByHop]
         alerts = [option for option in hop_by_hop.options if isinstance(option, RouterAlert)]
         assert [alert.value for alert in alerts] == [0], "Router Alert value 0 (MLD)"
         body = bytes(hop_by_hop.payload)
         assert body[:2] + body[4:] == query[:2] + query[4:]
-        assert body[2:4] != b"\x00\x00", "the kernel filled the checksum"
+        assert mld.verify_checksum(body, router, ALL_NODES), "the kernel filled the checksum"
     finally:
         capture.close()
-    # The host kernel answers only a valid query: a current-state IS_EX record.
-    answer, before = wait_for(
-        router_socket.fileno(), router_socket.read_packets,
-        lambda p: from_host(veth_link, p, MLDV2_REPORT)
-        and (MODE_IS_EXCLUDE, GROUP) in v2_records(p.payload),
-        WAIT, "the host's answer to our General Query")
-    assert answer.ifindex == veth_link.router_ifindex
-    # Multicast loopback is off: our own query never came back to us.
-    assert [p for p in before if p.payload[0] == MLD_QUERY] == []
+
+    def answer(packet: ReceivedMld) -> bool:
+        return reports_group(host_link_local, packet, RecordType.MODE_IS_EXCLUDE, GROUP)
+
+    got = read_until(proxy_socket, answer, "the host's answer to our General Query")
+    assert [p.ifindex for p in got if answer(p)] == [link.proxy_ifindex]
+    assert [p for p in got if p.src == router] == [], "our own sends are never read"
+    assert proxy_socket.drops == {}
 
 
-def test_failed_join_raises_kernel_error(veth_link: Link, router_socket: MldSocket) -> None:
+def test_watch_requests_allmulti_and_missing_interfaces_raise(link: Link, proxy_socket: MldPacketSocket) -> None:
+    assert allmulti_counts(link.proxy)[link.proxy_if] == 1
+    proxy_socket.watch(link.proxy_ifindex)
+    assert allmulti_counts(link.proxy)[link.proxy_if] == 1
+    proxy_socket.unwatch(link.proxy_ifindex)
+    assert allmulti_counts(link.proxy)[link.proxy_if] == 0
     with pytest.raises(KernelError) as caught:
-        router_socket.join(veth_link.router_ifindex + 1000, GROUP)
+        proxy_socket.watch(link.proxy_ifindex + 1000)
     assert caught.value.errno == errno.ENODEV
+    proxy_socket.watch(link.proxy_ifindex)
+    link.proxy.ip("link", "delete", link.proxy_if)
+    proxy_socket.unwatch(link.proxy_ifindex)
