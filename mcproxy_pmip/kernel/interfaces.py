@@ -38,7 +38,6 @@ IFA_F_DADFAILED = 0x08
 IFA_F_TENTATIVE = 0x40
 
 _DUMP_SEQUENCE = 1
-_RECV_BUFFER_SIZE = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +150,7 @@ def _dump(message: Any, message_type: int, netns: str | None) -> list[Any]:
                  msg_seq=_DUMP_SEQUENCE)
         answers: list[Any] = []
         while True:
-            data = sock.socket.recv(_RECV_BUFFER_SIZE)
-            for msg in sock.marshal.parse(data):
+            for msg in sock.get():
                 kind = msg["header"]["type"]
                 if kind == NLMSG_DONE:
                     return answers

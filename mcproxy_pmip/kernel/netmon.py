@@ -17,15 +17,17 @@ Tentative and DAD-failed addresses count as absent (``kernel.interfaces``): an
 address is ``AddressAdded`` when the kernel can send from it.
 
 The IO layer registers ``fileno()`` with the reactor and calls the
-non-blocking ``read_events()``; the monitor also answers ``is_own_address``
-for the Receiver, which drops reports the host stack sent for the proxy's
-own joins.
+non-blocking ``read_events()``: the descriptor is in non-blocking mode and each
+``IPRSocket.get()`` (pyroute2's public API) reads one datagram, at most
+``max_reads`` a call. The monitor also answers ``is_own_address`` for the
+Receiver, which drops reports the host stack sent for the proxy's own joins.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +47,6 @@ MONITOR_GROUPS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
 DEFAULT_RECEIVE_BUFFER_SIZE = 1 << 20
 MAX_RECEIVE_BUFFER_SIZE = 1 << 24
 DEFAULT_MAX_READS = 32
-_RECV_SIZE = 65536
 SO_RCVBUFFORCE = 33  # <asm-generic/socket.h>; missing from Python's socket module
 
 
@@ -134,7 +135,7 @@ class InterfaceMonitor:
             raise
 
     def fileno(self) -> int:
-        return self._sock.socket.fileno()
+        return self._sock.fileno()
 
     def close(self) -> None:
         self._sock.close()
@@ -143,13 +144,13 @@ class InterfaceMonitor:
         sock = IPRSocket(groups=MONITOR_GROUPS, rcvbuf=self.receive_buffer_size, netns=self.netns)
         try:
             sock.bind(groups=MONITOR_GROUPS)
-            sock.socket.setblocking(False)
+            os.set_blocking(sock.fileno(), False)
         except OSError as exc:
             sock.close()
             raise KernelError("bind(rtnetlink monitor)", exc.errno or errno.EIO) from exc
         try:
             # Beyond net.core.rmem_max, which caps SO_RCVBUF; needs CAP_NET_ADMIN.
-            sock.socket.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, self.receive_buffer_size)
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, self.receive_buffer_size)
         except PermissionError:
             log.debug("netlink_rcvbuf_capped reason=no-CAP_NET_ADMIN size=%d", self.receive_buffer_size)
         except OSError as exc:
@@ -214,7 +215,7 @@ class InterfaceMonitor:
         events: list[InterfaceEvent] = []
         for _ in range(self.max_reads):
             try:
-                data = self._sock.socket.recv(_RECV_SIZE)
+                messages = self._sock.get()
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
@@ -223,7 +224,7 @@ class InterfaceMonitor:
                 events.append(self._resync())
                 break
             self._forget_infos()
-            for msg in self._sock.marshal.parse(data):
+            for msg in messages:
                 events.extend(self._handle(msg))
         return events
 

@@ -24,11 +24,12 @@ reads a clock.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from mcproxy_pmip.addresses import Family, IPAddress
 from mcproxy_pmip.membership.actions import Action, SendReport, Trace
 from mcproxy_pmip.membership.deadlines import Deadlines
+from mcproxy_pmip.membership.query import Query
 from mcproxy_pmip.membership.timers import HostOptions
 from mcproxy_pmip.wire.records import FilterMode, GroupRecord, RecordType
 
@@ -208,24 +209,22 @@ class UpstreamHost:
 
     # -- queries (§5.2, §7.2.1) --------------------------------------------------
 
-    def handle_query(self, now: float, version: int, group: IPAddress | None,
-                     sources: Sequence[IPAddress], max_resp_interval: float, source: IPAddress,
-                     robustness: int | None = None,
-                     query_interval: float | None = None) -> list[Action]:
-        """Schedule the answer to a query from the upstream querier ``source``.
+    def handle_query(self, now: float, query: Query) -> list[Action]:
+        """Schedule the answer to a query from the upstream querier ``query.source``.
 
-        ``robustness`` / ``query_interval`` are the querier's QRV / QQI when the
-        query carries them (IGMPv3, MLDv2); they size the Older Version Querier
-        Present Timeout (RFC 3376 §8.12, RFC 3810 §9.12).
+        The QRV / QQI of a newest-version query (zero: not carried) size the
+        Older Version Querier Present Timeout (RFC 3376 §8.12, RFC 3810 §9.12).
         """
         actions: list[Action] = []
+        version, group = query.version, query.group
+        max_resp_interval = query.max_resp_interval
         if max_resp_interval <= 0:
             max_resp_interval = DEFAULT_QUERY_RESPONSE_INTERVAL
         if version == self.family.newest_version:
-            if robustness:
-                self._querier_robustness = robustness
-            if query_interval:
-                self._querier_query_interval = query_interval
+            if query.robustness:
+                self._querier_robustness = query.robustness
+            if query.query_interval:
+                self._querier_query_interval = query.query_interval
             self._querier_response_interval = max_resp_interval
         else:
             timeout_interval = (self._querier_robustness * self._querier_query_interval
@@ -242,11 +241,13 @@ class UpstreamHost:
         state = self._groups.get(group)
         if state is None or not state.has_reception_state:
             actions.append(Trace("host_query_for_unknown_group",
-                                 (("interface", self.interface), ("group", group), ("querier", source))))
+                                 (("interface", self.interface), ("group", group),
+                                  ("querier", query.source))))
             return actions
         key = (_GROUP_RESPONSE, group)
         pending_at = self._deadlines.get(key)
-        queried = frozenset(sources) if self.version == self.family.newest_version else _NO_SOURCES
+        queried = (frozenset(query.sources) if self.version == self.family.newest_version
+                   else _NO_SOURCES)
         if pending_at is None:
             state.response_sources = queried  # rule 3
         else:

@@ -33,6 +33,7 @@ from mcproxy_pmip.membership.deadlines import Deadlines
 from mcproxy_pmip.membership.filters import AllowAll, Direction, FilterPolicy
 from mcproxy_pmip.membership.host import UpstreamHost
 from mcproxy_pmip.membership.merge import MembershipState, merge
+from mcproxy_pmip.membership.query import Query
 from mcproxy_pmip.membership.router import RouterInterface
 from mcproxy_pmip.membership.timers import HostOptions, RouterOptions
 from mcproxy_pmip.wire.records import FilterMode, GroupRecord, RecordType
@@ -295,25 +296,20 @@ class InstanceCore:
             kept.append(record)
         return kept
 
-    def handle_query(self, now: float, interface: str, family: Family, version: int,
-                     group: IPAddress | None, sources: Sequence[IPAddress], source: IPAddress,
-                     max_resp_interval: float, suppress_router_processing: bool,
-                     robustness: int, query_interval: float) -> list[Action]:
+    def handle_query(self, now: float, interface: str, family: Family,
+                     query: Query) -> list[Action]:
         """A query on an upstream goes to the host side; on a downstream, to the election."""
         if interface in self._upstreams:
             host = self._hosts[(interface, family)]
             self._touched.add(host)
-            return host.handle_query(
-                now, version, group, sources, max_resp_interval, source,
-                robustness=robustness, query_interval=query_interval)
+            return host.handle_query(now, query)
         router = self._routers[family].get(interface)
         if router is None:
             return [Trace("query_on_unknown_interface",
-                          (("instance", self.name), ("interface", interface), ("source", source)))]
+                          (("instance", self.name), ("interface", interface),
+                           ("source", query.source)))]
         self._touched.add(router)
-        return self._follow(now, router.handle_query(
-            now, version, group, sources, source, max_resp_interval, suppress_router_processing,
-            robustness, query_interval))
+        return self._follow(now, router.handle_query(now, query))
 
     # -- context transfer ---------------------------------------------------------------
 

@@ -14,26 +14,25 @@ per group. RFC 4605 §4: a proxy forwards to a link only
 while it is the querier there (unless configured otherwise).
 
 Sans-IO: every entry point takes ``now`` and returns actions; deadlines sit
-on the records and one heap per interface holds each group's earliest one
-(lazy invalidation through ``RouterGroup.heap_seq``).
+on the records and one ``Deadlines`` heap per interface holds each group's
+earliest one.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 from collections.abc import Iterable, Sequence
 
 from mcproxy_pmip.addresses import Family, IPAddress, is_link_local_scope_group
 from mcproxy_pmip.membership.actions import (Action, MembershipChanged, QuerierChanged, SendQuery,
                                              Trace)
+from mcproxy_pmip.membership.deadlines import Deadlines
 from mcproxy_pmip.membership.querier import QuerierState
+from mcproxy_pmip.membership.query import Query
 from mcproxy_pmip.membership.router_group import RouterGroup
 from mcproxy_pmip.membership.router_table import COMPAT, ROWS, Compat, CompatMode
 from mcproxy_pmip.membership.timers import LinkTimers, RouterOptions
 from mcproxy_pmip.wire.records import FilterMode, GroupRecord, RecordType
 
-_COMPACT_MINIMUM = 64
 _NO_SOURCES: frozenset = frozenset()
 
 
@@ -55,8 +54,9 @@ class RouterInterface:
         self._newest = family.newest_version
         self._querier = QuerierState(own_address, options.timers, options.querier_election)
         self._groups: dict[IPAddress, RouterGroup] = {}
-        self._heap: list[tuple[float, int, IPAddress]] = []
-        self._seq = itertools.count()
+        #: RouterGroup -> its earliest running timer (RouterGroup.next_deadline); keyed
+        #: by the record, whose identity hash is cheaper than an address's
+        self._deadlines = Deadlines()
 
     def set_own_address(self, address: IPAddress | None) -> None:
         """The link's own address changed (it may come after the link): the election uses the new one."""
@@ -132,7 +132,7 @@ class RouterInterface:
         out: list[Action] = [MembershipChanged(self.interface, self.family, group)
                              for group in self._groups]
         self._groups.clear()
-        self._heap.clear()
+        self._deadlines.clear()
         self._querier.stop()
         return out
 
@@ -262,6 +262,7 @@ class RouterInterface:
             self._send_group_queries(g, now, out)
         if g.is_empty():
             del self._groups[g.group]
+            self._deadlines.cancel(g)
             changed = True
         else:
             self._schedule(g)
@@ -270,10 +271,7 @@ class RouterInterface:
 
     # -- queries from other routers ------------------------------------------------
 
-    def handle_query(self, now: float, version: int, group: IPAddress | None,
-                     sources: Sequence[IPAddress], source: IPAddress, max_resp_interval: float,
-                     suppress_router_processing: bool, robustness: int,
-                     query_interval: float) -> list[Action]:
+    def handle_query(self, now: float, query: Query) -> list[Action]:
         """Querier election (§6.6.2), the querier's values (§4.1.6 / §4.1.7) and,
         as a Non-Querier, timer lowering (§6.6.1).
 
@@ -282,13 +280,16 @@ class RouterInterface:
         unless configured.
         """
         out: list[Action] = []
+        source = query.source
         if source == self.own_address:
             return out
-        if version < self._newest and group is None:
-            self._older_querier_heard(now, version, source, out)
+        group = query.group
+        if query.version < self._newest and group is None:
+            self._older_querier_heard(now, query.version, source, out)
         querier = self._querier
         before = querier.link
-        values = (robustness, query_interval) if version == self._newest else None
+        values = ((query.robustness, query.query_interval) if query.version == self._newest
+                  else None)
         if querier.query_received(now, source, values):
             self._lost_election(out)
         if querier.link != before:
@@ -296,16 +297,16 @@ class RouterInterface:
                              (("interface", self.interface), ("family", self.family.name),
                               ("source", source), ("robustness", querier.link.robustness),
                               ("query_interval", querier.link.query_interval))))
-        if querier.is_querier or group is None or suppress_router_processing:
+        if querier.is_querier or group is None or query.suppress_router_processing:
             return out
         g = self._groups.get(group)
         if g is None:
             return out
-        interval = (max_resp_interval if max_resp_interval > 0
+        interval = (query.max_resp_interval if query.max_resp_interval > 0
                     else querier.link.last_member_query_interval)
         lowered_at = now + self._lmqc * interval
-        if sources:
-            g.lower_source_timers(sources, lowered_at)
+        if query.sources:
+            g.lower_source_timers(query.sources, lowered_at)
         else:
             g.lower_group_timer(lowered_at)
         self._schedule(g)
@@ -338,23 +339,11 @@ class RouterInterface:
 
     def get_timer(self) -> float | None:
         """The earliest deadline of this interface, or None."""
-        heap = self._heap
-        while heap:
-            at, seq, group = heap[0]
-            g = self._groups.get(group)
-            if g is None or g.heap_seq != seq:
-                heapq.heappop(heap)
-                continue
-            actual = g.next_deadline()
-            if actual == at:
-                break
-            heapq.heappop(heap)          # the deadline moved later: repair the entry
-            g.heap_seq = -1
-            self._schedule(g)
         own = self._querier.next_deadline()
-        if not heap:
+        groups = self._deadlines.earliest()
+        if groups is None:
             return own
-        return heap[0][0] if own is None else min(own, heap[0][0])
+        return groups if own is None else min(own, groups)
 
     def handle_timer(self, now: float) -> list[Action]:
         """Fire every deadline at or before ``now``."""
@@ -366,33 +355,17 @@ class RouterInterface:
             self._querier_rule_changed(out)
         if querier.general_query_due(now):
             out.append(self._general_query())
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            at, seq, group = heapq.heappop(heap)
-            g = self._groups.get(group)
-            if g is None or g.heap_seq != seq:
-                continue
-            g.heap_seq = -1
+        for g in self._deadlines.pop_due(now):
             self._settle(g, now, g.expire(now), out)
         return out
 
     def _schedule(self, g: RouterGroup) -> None:
-        """Make sure the heap holds an entry at or before the group's earliest deadline."""
+        """Keep the group's earliest running timer in the interface's deadlines."""
         at = g.next_deadline()
         if at is None:
-            g.heap_seq = -1
-            return
-        if g.heap_seq >= 0 and g.scheduled_at is not None and g.scheduled_at <= at:
-            return
-        seq = next(self._seq)
-        g.heap_seq = seq
-        g.scheduled_at = at
-        heapq.heappush(self._heap, (at, seq, g.group))
-        if len(self._heap) > _COMPACT_MINIMUM and len(self._heap) > 2 * len(self._groups):
-            self._heap = [entry for entry in self._heap
-                          if (live := self._groups.get(entry[2])) is not None
-                          and live.heap_seq == entry[1]]
-            heapq.heapify(self._heap)
+            self._deadlines.cancel(g)
+        else:
+            self._deadlines.set(g, at)
 
     # -- sending queries ---------------------------------------------------------------
 

@@ -28,8 +28,7 @@ class RouterGroup:
 
     __slots__ = ("group", "filter_mode", "group_timer_at", "sources", "v1_host_present_at",
                  "v2_host_present_at", "group_query_at", "group_queries_left", "source_query_at",
-                 "source_queries_left",
-                 "heap_seq", "scheduled_at")
+                 "source_queries_left")
 
     def __init__(self, group: IPAddress) -> None:
         self.group = group
@@ -42,8 +41,6 @@ class RouterGroup:
         self.group_queries_left = 0
         self.source_query_at: float | None = None
         self.source_queries_left: dict[IPAddress, int] = {}
-        self.heap_seq = -1
-        self.scheduled_at: float | None = None
 
     # -- what the state means -------------------------------------------------
 

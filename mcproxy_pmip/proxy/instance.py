@@ -29,6 +29,7 @@ from mcproxy_pmip.kernel.interfaces import InterfaceInfo
 from mcproxy_pmip.membership.actions import (Action, ForwardingChanged, QuerierChanged, SendQuery,
                                              SendReport, Trace)
 from mcproxy_pmip.membership.instance import InstanceCore
+from mcproxy_pmip.membership.query import query_from_wire
 from mcproxy_pmip.membership.timers import HostOptions
 from mcproxy_pmip.proxy.forwarding_view import InstanceView
 from mcproxy_pmip.proxy.receiver import Inbound, ReportReceived
@@ -223,11 +224,9 @@ class ProxyInstance:
                 self.driver.call(self.core.handle_report, name, inbound.family, inbound.version,
                                  inbound.records, inbound.source)
             return
-        query = inbound.query
         if name in self.core.upstreams or (name, inbound.family) in self.core.downstreams:
-            self.driver.call(self.core.handle_query, name, inbound.family, query.version, query.group,
-                             query.sources, inbound.source, query.max_resp_interval,
-                             query.suppress_router_processing, query.robustness, query.query_interval)
+            self.driver.call(self.core.handle_query, name, inbound.family,
+                             query_from_wire(inbound.query, inbound.source))
 
     def export_records(self, name: str) -> list[tuple[Family, int, tuple[GroupRecord, ...]]]:
         found = []

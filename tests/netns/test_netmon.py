@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import os
+import select
 from collections.abc import Iterator
 
 import pytest
@@ -116,6 +118,29 @@ def test_repeated_notifications_are_not_events(namespace: str, monitor: Interfac
     run("ip", "-n", namespace, "link", "set", "mv0", "up")  # no change
     rest = drain(monitor.fileno(), monitor.read_events, quiet_interval=0.2)
     assert [e for e in rest if getattr(e, "ifindex", None) == index] == []
+
+
+def test_reads_never_block_and_stop_after_max_reads(namespace: str) -> None:
+    monitor = InterfaceMonitor(netns=namespace, max_reads=2)
+    try:
+        assert not os.get_blocking(monitor.fileno())
+        assert monitor.read_events() == []  # nothing queued: returns at once
+        run("ip", "-n", namespace, "link", "add", "mv0", "type", "veth", "peer", "name", "mv1")
+        index = ifindex(namespace, "mv0")
+        batch = "".join(f"addr add 10.77.0.{i}/24 dev mv0\n" for i in range(1, 6))
+        run("ip", "-n", namespace, "-batch", "-", input_text=batch)
+        # The kernel queued every notification before ``ip`` returned: one
+        # datagram each, so a call reads at most two of them and leaves the rest.
+        first = monitor.read_events()
+        assert 1 <= len(first) <= 2
+        readable, _, _ = select.select([monitor.fileno()], [], [], 0)
+        assert readable, "notifications beyond max_reads stay queued for the next call"
+        expected = [AddressAdded(index, ipaddress.IPv4Address(f"10.77.0.{i}"), 24)
+                    for i in range(1, 6)]
+        seen = first + expect_all(monitor, *expected)
+        assert [e for e in seen if isinstance(e, AddressAdded)] == expected
+    finally:
+        monitor.close()
 
 
 def test_overrun_resyncs_from_a_full_dump(namespace: str) -> None:

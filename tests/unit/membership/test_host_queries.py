@@ -9,6 +9,7 @@ import random
 from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.membership.actions import SendReport, Trace
 from mcproxy_pmip.membership.host import UpstreamHost
+from mcproxy_pmip.membership.query import Query
 from mcproxy_pmip.membership.timers import HostOptions
 from mcproxy_pmip.wire.records import FilterMode
 
@@ -57,7 +58,7 @@ def records_of(actions: list) -> list[tuple[str, object, tuple]]:
 
 def query(host: UpstreamHost, now: float, group=None, sources=(), version: int = 3,
           max_resp: float = 10.0) -> list:
-    return host.handle_query(now, version, group, sources, max_resp, QUERIER)
+    return host.handle_query(now, Query(version, QUERIER, max_resp, group, sources))
 
 
 def test_general_query_is_answered_after_a_delay_one_record_per_group() -> None:
@@ -178,8 +179,8 @@ def test_v2_querier_switches_reports_to_v2_and_back_after_the_timeout() -> None:
 
 def test_older_querier_timeout_uses_the_last_robustness_and_query_interval_heard() -> None:
     host = make_host()
-    host.handle_query(0.0, 3, None, (), 5.0, QUERIER, robustness=3, query_interval=60.0)
-    host.handle_query(10.0, 2, None, (), 10.0, QUERIER)
+    host.handle_query(0.0, Query(3, QUERIER, 5.0, robustness=3, query_interval=60.0))
+    host.handle_query(10.0, Query(2, QUERIER, 10.0))
     host.handle_timer(30.0)  # the pending general response
     assert host.get_timer() == 10.0 + 3 * 60.0 + 5.0
 
@@ -206,7 +207,7 @@ def test_switching_version_cancels_pending_retransmissions() -> None:
 
 def test_mldv1_querier_switches_mld_reports_to_version_one() -> None:
     host = make_host(family=Family.IPV6)
-    host.handle_query(0.0, 1, None, (), 10.0, QUERIER6)
+    host.handle_query(0.0, Query(1, QUERIER6, 10.0))
     assert host.version == 1
     join = host.set_membership(1.0, G6, EXC, frozenset())
     assert [(r.version, r.family) for r in reports(join)] == [(1, Family.IPV6)]

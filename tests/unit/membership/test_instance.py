@@ -13,6 +13,7 @@ from mcproxy_pmip.addresses import Family, IPAddress
 from mcproxy_pmip.membership.actions import ForwardingChanged, SendQuery, SendReport
 from mcproxy_pmip.membership.filters import AllowAll, Direction
 from mcproxy_pmip.membership.instance import InstanceCore
+from mcproxy_pmip.membership.query import Query
 from mcproxy_pmip.membership.timers import HostOptions, RouterOptions
 from mcproxy_pmip.wire.records import FilterMode, GroupRecord, RecordType
 
@@ -72,6 +73,11 @@ class Harness:
         return out
 
 
+def v3_query(source: IPAddress, group: IPAddress | None = None) -> Query:
+    """An IGMPv3 query (Max Resp 10 s, QRV 2, QQI 125 s) from ``source``."""
+    return Query(3, source, 10.0, group, robustness=2, query_interval=125.0)
+
+
 def upstream_reports(actions: list, interface: str = "up0") -> list[SendReport]:
     return [a for a in actions if isinstance(a, SendReport) and a.interface == interface]
 
@@ -123,7 +129,7 @@ def test_scenario_11_general_query_answered_later_one_record_per_group() -> None
     h.report("d1", rec(RecordType.CHANGE_TO_EXCLUDE, G))
     h.report("d2", rec(RecordType.ALLOW_NEW_SOURCES, G2, S1))
     h.advance(5.0)
-    out = h.core.handle_query(h.now, "up0", V4, 3, None, (), UPSTREAM_QUERIER, 10.0, False, 2, 125.0)
+    out = h.core.handle_query(h.now, "up0", V4, v3_query(UPSTREAM_QUERIER))
     assert upstream_reports(out) == []
     answer = h.advance(10.0)
     reports = upstream_reports(answer)
@@ -136,13 +142,13 @@ def test_scenario_11_group_specific_query_for_an_unknown_group_gets_no_answer() 
     h = Harness()
     h.report("d1", rec(RecordType.CHANGE_TO_EXCLUDE, G))
     h.advance(5.0)
-    h.core.handle_query(h.now, "up0", V4, 3, G2, (), UPSTREAM_QUERIER, 10.0, False, 2, 125.0)
+    h.core.handle_query(h.now, "up0", V4, v3_query(UPSTREAM_QUERIER, G2))
     assert upstream_reports(h.advance(20.0)) == []
 
 
 def test_scenario_11_v2_querier_switches_upstream_reports_to_v2() -> None:
     h = Harness()
-    h.core.handle_query(h.now, "up0", V4, 2, None, (), UPSTREAM_QUERIER, 10.0, False, 0, 0.0)
+    h.core.handle_query(h.now, "up0", V4, Query(2, UPSTREAM_QUERIER, 10.0))
     out = h.report("d1", rec(RecordType.ALLOW_NEW_SOURCES, G, S1))
     assert [(r.version, tuple(x.sources for x in r.records)) for r in upstream_reports(out)] == [(2, ((),))]
 
@@ -299,7 +305,7 @@ def test_losing_the_querier_election_stops_forwarding_to_that_link() -> None:
     h.report("d1", rec(RecordType.CHANGE_TO_EXCLUDE, G))
     h.report("d2", rec(RecordType.CHANGE_TO_EXCLUDE, G))
     lower = ipaddress.ip_address("10.1.0.0")
-    out = h.core.handle_query(h.now, "d1", V4, 3, None, (), lower, 10.0, False, 2, 125.0)
+    out = h.core.handle_query(h.now, "d1", V4, v3_query(lower))
     assert ForwardingChanged(V4, G) in out
     assert h.core.outputs(V4, S1, G, "up0") == {"d2"}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mcproxy_pmip.membership.actions import MembershipChanged, QuerierChanged
+from mcproxy_pmip.membership.query import Query
 from mcproxy_pmip.membership.router import RouterInterface
 from mcproxy_pmip.membership.timers import RouterOptions
 from mcproxy_pmip.wire.records import FilterMode
@@ -17,8 +18,8 @@ family = pytest.mark.parametrize("plan", PLANS, ids=PLAN_IDS)
 
 def query(r, plan, now, source, group=None, sources=(), suppress=False, max_resp=10.0,
           robustness=2):
-    return r.handle_query(now, plan.family.newest_version, group, tuple(sources), source,
-                          max_resp, suppress, robustness, 125.0)
+    return r.handle_query(now, Query(plan.family.newest_version, source, max_resp, group,
+                                     tuple(sources), suppress, robustness, 125.0))
 
 
 @family

@@ -14,6 +14,7 @@ import pytest
 from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.membership.actions import QuerierChanged, Trace
 from mcproxy_pmip.membership.querier import OLDER_QUERIER_WARNING_INTERVAL
+from mcproxy_pmip.membership.query import Query
 from mcproxy_pmip.membership.timers import RouterOptions, Timers
 from router_support import (IPV4, IS_EX, IS_IN, PLAN_IDS, PLANS, general_queries, report, router,
                             run_until)
@@ -23,8 +24,9 @@ family = pytest.mark.parametrize("plan", PLANS, ids=PLAN_IDS)
 
 def query(r, plan, now, source, *, version=None, group=None, max_resp=10.0, robustness=2,
           query_interval=125.0):
-    return r.handle_query(now, version or plan.family.newest_version, group, (), source,
-                          max_resp, False, robustness, query_interval)
+    return r.handle_query(now, Query(version or plan.family.newest_version, source, max_resp,
+                                     group, robustness=robustness,
+                                     query_interval=query_interval))
 
 
 def older(plan):
@@ -264,7 +266,7 @@ def test_igmpv1_query_warns_and_takes_part_in_the_election():
     plan = IPV4
     r = router(plan)
     r.start(0.0)
-    actions = r.handle_query(5.0, 1, None, (), plan.lower, 10.0, False, 0, 0.0)
+    actions = r.handle_query(5.0, Query(1, plan.lower, 10.0))
     assert [dict(t.fields)["version"] for t in traces(actions, "older_version_querier")] == [1]
     assert QuerierChanged("down0", Family.IPV4, False, plan.lower) in actions
     assert values(r) == (2, 125.0) and r.get_timer() == 5.0 + 255.0

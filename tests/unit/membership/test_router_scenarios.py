@@ -10,6 +10,7 @@ import pytest
 from twisted.internet.task import Clock
 
 from mcproxy_pmip.membership.actions import MembershipChanged, QuerierChanged, SendQuery, Trace
+from mcproxy_pmip.membership.query import Query
 from mcproxy_pmip.membership.router import RouterInterface
 from mcproxy_pmip.membership.timers import PMIPV6_TIMERS, RouterOptions
 from mcproxy_pmip.wire.records import FilterMode, GroupRecord
@@ -144,8 +145,8 @@ def test_scenario_7_lower_querier_takes_over_and_we_resume(plan):
     driver.feed(engine.start(0.0))
     driver.report(plan, IS_EX)
     driver.advance_to(10.0)
-    driver.feed(engine.handle_query(10.0, plan.family.newest_version, None, (), plan.lower,
-                                    10.0, False, 2, 125.0))
+    driver.feed(engine.handle_query(10.0, Query(plan.family.newest_version, plan.lower, 10.0,
+                                                robustness=2, query_interval=125.0)))
     assert not engine.is_querier and engine.other_querier == plan.lower
     assert driver.sent(QuerierChanged) == [(10.0, QuerierChanged("down0", plan.family, False,
                                                                  plan.lower))]
