@@ -19,7 +19,7 @@ FORBIDDEN = {
     "membership": IO_MODULES + ("mcproxy_pmip.kernel", "mcproxy_pmip.proxy", "mcproxy_pmip.config",
                                 "mcproxy_pmip.control", "yaml"),
     "config": IO_MODULES + ("mcproxy_pmip.kernel", "mcproxy_pmip.proxy", "mcproxy_pmip.control"),
-    "kernel": ("twisted", "scapy", "mcproxy_pmip.proxy", "mcproxy_pmip.control",
+    "kernel": ("twisted", "scapy", "mcproxy_pmip.proxy", "mcproxy_pmip.control", "mcproxy_pmip.dataplane",
                "mcproxy_pmip.membership", "mcproxy_pmip.config"),
     "dataplane": ("twisted", "scapy", "mcproxy_pmip.proxy", "mcproxy_pmip.control",
                   "mcproxy_pmip.membership"),
