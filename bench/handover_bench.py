@@ -12,15 +12,19 @@ needed, within the handover's window):
 - attach -> the new MAG's upstream join report (ms);
 - attach -> first packet at the MN (ms).
 
-Needs root. Every run's results folder is kept under ``--out``.
+Each table's header names the data plane the daemons ran on (``--data-plane
+auto|mroute|nftables``, default the scenario's ``options.data_plane``, else
+auto). Needs root. Every run's results folder is kept under ``--out``.
 
     python bench/handover_bench.py                        # default scenario, 3 runs per mode
     python bench/handover_bench.py -n 5 --modes context   # one mode
+    python bench/handover_bench.py --data-plane nftables  # every daemon on nftables
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import statistics
@@ -29,7 +33,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mcproxy_pmip.config.model import DATA_PLANES
 from mcproxy_pmip_testbed.daemons import mcproxy_pmip_spec
+from mcproxy_pmip_testbed.planes import DataPlaneError, plane_summary
 from mcproxy_pmip_testbed.runner import run_scenario
 from mcproxy_pmip_testbed.scenario import MODES, Scenario, default_scenario, load_scenario
 
@@ -61,7 +67,8 @@ def mode_table(mode: str, runs: Sequence[dict[str, Any]]) -> str:
         cells.append([str(part) for part in key]
                      + [summarize([r[name] for r in rows], len(runs)) for name, _ in METRICS])
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = [f"mode {mode} ({len(runs)} runs): median [min-max] measured/runs"]
+    planes = "; ".join(sorted({plane_summary(run["data_planes"]) for run in runs}))
+    lines = [f"mode {mode} ({len(runs)} runs), data plane {planes}: median [min-max] measured/runs"]
     lines += ["  ".join(cell.rjust(width) for cell, width in zip(row, widths)) for row in cells]
     return "\n".join(lines)
 
@@ -82,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--modes", default=",".join(MODES),
                         help="comma-separated: " + ", ".join(MODES))
     parser.add_argument("--scenario", type=Path, help="scenario YAML (default: the embedded one)")
+    parser.add_argument("--data-plane", choices=DATA_PLANES,
+                        help="data plane of the daemons (default: the scenario's, else auto)")
     parser.add_argument("--out", type=Path,
                         default=Path("results") / f"bench-{datetime.datetime.now():%Y%m%d-%H%M%S}")
     args = parser.parse_args(argv)
@@ -91,9 +100,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown mode(s) {unknown}" if unknown else "repetitions must be at least 1")
     scenario = (load_scenario(args.scenario.read_text(), str(args.scenario))
                 if args.scenario else default_scenario())
+    if args.data_plane:
+        scenario = dataclasses.replace(scenario, options=dataclasses.replace(
+            scenario.options, data_plane=args.data_plane))
     tables = {}
     for mode in modes:
-        runs = run_mode(scenario, mode, args.repetitions, args.out)
+        try:
+            runs = run_mode(scenario, mode, args.repetitions, args.out)
+        except DataPlaneError as exc:
+            print(exc, file=sys.stderr)
+            return 2
         tables[mode] = mode_table(mode, runs)
         print(tables[mode] + "\n", flush=True)
     (args.out / "bench.json").write_text(json.dumps(tables, indent=2))

@@ -1,10 +1,11 @@
 """Testbed scale: build and teardown time of large PMIPv6 domains, and a large run per mode.
 
 Part 1 builds domains of N MNs over M MAGs (one LMA; every MN has an access
-link on every MAG, so beyond 31 MNs each MAG's links are ports of its access
-bridge ``acc0``) R times each and prints the build time (namespaces, links,
-addresses, routes), the time until the tunnel relays are ready, and the
-teardown time, as median [min-max].
+link on every MAG: a point-to-point link, or beyond 31 MNs a port of the MAG's
+access bridge ``acc0`` where the MAG daemons would run on the mroute data
+plane, as the static-mode daemons on ``--data-plane`` decide) R times each and
+prints the build time (namespaces, links, addresses, routes), the time until
+the tunnel relays are ready, and the teardown time, as median [min-max].
 
 Part 2 runs one scenario with mcproxy-pmip on the LMA and the MAGs in each mode
 (static and context by default): N MNs spread over the MAGs, all subscribed to
@@ -18,6 +19,7 @@ results folder is kept under ``--out``.
 
     python bench/testbed_scale.py                               # 50x4 and 200x4 builds, 200-MN runs
     python bench/testbed_scale.py --builds 50x4 -n 5 --modes ''  # builds only
+    python bench/testbed_scale.py --data-plane mroute            # MRT daemons: the access bridge
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mcproxy_pmip.config.model import DATA_PLANES
 from mcproxy_pmip_testbed.build import Testbed
 from mcproxy_pmip_testbed.daemons import mcproxy_pmip_spec
 from mcproxy_pmip_testbed.payload import parse_arrivals
-from mcproxy_pmip_testbed.plan import make_plan
-from mcproxy_pmip_testbed.runner import run_scenario
+from mcproxy_pmip_testbed.planes import DataPlaneError, decide, plane_summary
+from mcproxy_pmip_testbed.runner import daemon_roles, run_scenario
 from mcproxy_pmip_testbed.scenario import MODES, MobileNode, Scenario, Topology, validate_scenario
 
 STREAMS = ({"name": "v6", "family": "ipv6", "group": "ff3e::8000:1", "source_specific": True},
@@ -63,11 +66,14 @@ def topology(mns: int, mags: int) -> Topology:
         MobileNode(f"mn{i}", "lma1", names[(i - 1) % mags]) for i in range(1, mns + 1)))
 
 
-def time_builds(mns: int, mags: int, repetitions: int, out: Path) -> dict[str, list[float]]:
-    """Build and tear down ``repetitions`` times; seconds per phase."""
+def time_builds(mns: int, mags: int, repetitions: int, out: Path,
+                data_plane: str) -> dict[str, list[float]]:
+    """Build and tear down ``repetitions`` times; seconds per phase. The access links are those
+    of a static-mode run on ``data_plane``."""
     times: dict[str, list[float]] = {"build": [], "ready": [], "teardown": []}
     for index in range(repetitions):
-        plan = make_plan(topology(mns, mags))
+        plan = decide(data_plane, mcproxy_pmip_spec(), topology(mns, mags),
+                      lambda candidate: daemon_roles(candidate, "static")).plan
         started_at = time.monotonic()
         with Testbed(plan, out / f"build-{mns}x{mags}-{index + 1}") as testbed:
             times["ready"].append(time.monotonic() - started_at)
@@ -81,7 +87,7 @@ def time_builds(mns: int, mags: int, repetitions: int, out: Path) -> dict[str, l
 
 
 def scale_document(mns: int, mags: int, rate: float, handovers: int,
-                   outage_ms: float) -> dict[str, Any]:
+                   outage_ms: float, data_plane: str = "auto") -> dict[str, Any]:
     """Scenario YAML document: every MN joins both streams; MNs 1..H hand over, 1 s apart."""
     names = mag_names(mags)
     top = topology(mns, mags)
@@ -93,14 +99,14 @@ def scale_document(mns: int, mags: int, rate: float, handovers: int,
         "handovers": [{"at": 3.0 + k, "mn": top.mns[k].name,
                        "to": names[(names.index(top.mns[k].mag) + 1) % mags],
                        "l2_outage_ms": outage_ms} for k in range(min(handovers, mns))],
-        "options": {"warmup_s": 3.0, "tail_s": 3.0},
+        "options": {"warmup_s": 3.0, "tail_s": 3.0, "data_plane": data_plane},
     }
     return document
 
 
 def scale_scenario(mns: int, mags: int, rate: float, handovers: int,
-                   outage_ms: float) -> Scenario:
-    return validate_scenario(scale_document(mns, mags, rate, handovers, outage_ms),
+                   outage_ms: float, data_plane: str = "auto") -> Scenario:
+    return validate_scenario(scale_document(mns, mags, rate, handovers, outage_ms, data_plane),
                              "<testbed_scale>")
 
 
@@ -132,7 +138,8 @@ def gap_summary(results: dict[str, Any]) -> dict[str, str]:
 
 
 def run_modes(args: argparse.Namespace, modes: Sequence[str]) -> list[str]:
-    scenario = scale_scenario(args.mns, args.mags, args.rate, args.handovers, args.outage_ms)
+    scenario = scale_scenario(args.mns, args.mags, args.rate, args.handovers, args.outage_ms,
+                              args.data_plane)
     lines = [f"{args.mns} MNs over {args.mags} MAGs, 2 streams at {args.rate:g} packet/s, "
              f"{len(scenario.handovers)} handovers, {scenario.duration_interval:g} s of traffic"]
     for mode in modes:
@@ -145,7 +152,9 @@ def run_modes(args: argparse.Namespace, modes: Sequence[str]) -> list[str]:
         wall = time.monotonic() - started_at
         got = delivery(folder, scenario, results)
         gaps = gap_summary(results)
-        lines.append(f"  {mode:8} build {results['build_seconds']:.2f}s, whole run {wall:.1f}s; "
+        access = "access bridge" if results["access_bridge"] else "point-to-point links"
+        lines.append(f"  {mode:8} {plane_summary(results['data_planes'])}, {access}; "
+                     f"build {results['build_seconds']:.2f}s, whole run {wall:.1f}s; "
                      f"{got['complete']}/{got['mns']} MNs receive both streams at the end, "
                      f"{100 * got['arrived_share']:.1f}% of sent packets arrived; "
                      f"gap ms ipv6 {gaps['ipv6']}; ipv4 {gaps['ipv4']}")
@@ -168,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=50.0, help="packet/s per stream")
     parser.add_argument("--handovers", type=int, default=4)
     parser.add_argument("--outage-ms", type=float, default=50.0)
+    parser.add_argument("--data-plane", choices=DATA_PLANES, default="auto",
+                        help="data plane of the daemons (and of the access links the builds get)")
     parser.add_argument("--out", type=Path, default=Path("results") /
                         f"scale-{datetime.datetime.now():%Y%m%d-%H%M%S}")
     args = parser.parse_args(argv)
@@ -182,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = []
     try:
         for mns, mags in builds:
-            times = time_builds(mns, mags, args.repetitions, args.out)
+            times = time_builds(mns, mags, args.repetitions, args.out, args.data_plane)
             lines.append(f"{mns} MNs x {mags} MAGs ({args.repetitions} builds): build s "
                          f"{spread(times['build'])}; relays ready s {spread(times['ready'])}; "
                          f"teardown s {spread(times['teardown'])}")
@@ -191,6 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; torn down", file=sys.stderr)
         return 130
+    except DataPlaneError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     print("\n".join(lines))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scale.txt").write_text("\n".join(lines) + "\n")

@@ -2,7 +2,8 @@
 
 ``run`` without arguments runs the embedded default scenario (one source, one
 LMA, two MAGs, one MN with an IPv6 and an IPv4 stream, three handovers) with
-the best mode the daemon offers, prints progress and a summary table and
+the best mode the daemon offers on the data plane ``auto`` picks, prints
+progress and a summary table headed by the data plane each daemon ran on, and
 writes the results folder. ``clean`` removes every ``mptb*`` namespace and
 the processes left in them.
 """
@@ -19,11 +20,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mcproxy_pmip.config.model import DATA_PLANES
 from mcproxy_pmip.errors import ConfigError
 from mcproxy_pmip_testbed import nsutil
 from mcproxy_pmip_testbed.daemons import SPECS
-from mcproxy_pmip_testbed.runner import best_mode, run_scenario
-from mcproxy_pmip_testbed.scenario import CONTEXT_TRANSFERS, MODES, default_scenario, load_scenario
+from mcproxy_pmip_testbed.planes import DataPlaneError, check_request, plane_summary
+from mcproxy_pmip_testbed.runner import ScenarioRun, best_mode
+from mcproxy_pmip_testbed.scenario import (CONTEXT_TRANSFERS, MODES, Scenario, default_scenario,
+                                           load_scenario)
 
 COLUMNS = ("handover", "mn", "from_mag", "to_mag", "family", "group", "l2_outage_ms", "gap_ms",
            "lost", "duplicated", "attach_to_upstream_report_ms", "attach_to_first_packet_ms")
@@ -41,13 +45,22 @@ def _terminate(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def scenario_for(args: argparse.Namespace) -> Scenario:
+    """The scenario of ``run`` (``--scenario`` or the default) with the options the flags override."""
     scenario = (load_scenario(args.scenario.read_text(), str(args.scenario))
                 if args.scenario else default_scenario())
-    if args.context_transfer:
-        options = dataclasses.replace(scenario.options, context_transfer=args.context_transfer)
-        scenario = dataclasses.replace(scenario, options=options)
+    overrides = {key: value for key, value in (("context_transfer", args.context_transfer),
+                                               ("data_plane", args.data_plane)) if value}
+    if overrides:
+        scenario = dataclasses.replace(scenario,
+                                       options=dataclasses.replace(scenario.options, **overrides))
+    return scenario
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    scenario = scenario_for(args)
     spec = SPECS[args.daemon]()
+    check_request(scenario.options.data_plane, spec)
     mode = args.mode or scenario.mode or best_mode(spec)
     if mode != "static" and not spec.supports_plugin:
         print(f"mode {mode} needs a daemon with the pmipv6 plugin; {spec.name} has none",
@@ -55,9 +68,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     out = args.out or Path("results") / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     transfer = f" (context transfer {scenario.options.context_transfer})" if mode == "context" else ""
+    run = ScenarioRun(scenario, mode, out, spec, progress=lambda t: print(t, flush=True))
     print(f"scenario: {len(scenario.topology.mns)} MN(s), {len(scenario.handovers)} handover(s),"
-          f" mode {mode}{transfer}, daemon {spec.name}, results in {out}", flush=True)
-    results = run_scenario(scenario, mode, out, spec, progress=lambda t: print(t, flush=True))
+          f" mode {mode}{transfer}, daemon {spec.name}, data plane {scenario.options.data_plane},"
+          f" results in {out}", flush=True)
+    results = run.execute()
+    access = "access bridge acc0" if results["access_bridge"] else "point-to-point access links"
+    print(f"data plane: {plane_summary(results['data_planes'])} (requested "
+          f"{results['data_plane']}); {access}")
     print(summary_table(results["handovers"]))
     print(f"results: {out / 'results.json'}  plot: {out / 'plot.png'}")
     return 0
@@ -69,7 +87,7 @@ def cmd_clean(_args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mcproxy-pmip-testbed", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -78,12 +96,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--mode", choices=MODES)
     run.add_argument("--context-transfer", choices=CONTEXT_TRANSFERS,
                      help="context mode: how the context moves (default: the scenario's, else control)")
+    run.add_argument("--data-plane", choices=DATA_PLANES,
+                     help="data plane of every mcproxy-pmip daemon (default: the scenario's, else "
+                          "auto); igmpproxy runs on mroute only")
     run.add_argument("--out", type=Path)
     run.add_argument("--daemon", choices=sorted(SPECS), default="mcproxy-pmip")
     run.set_defaults(handler=cmd_run)
     clean = sub.add_parser("clean", help="remove namespaces and processes of killed runs")
     clean.set_defaults(handler=cmd_clean)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s")
     signal.signal(signal.SIGTERM, _terminate)
@@ -93,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"scenario invalid:\n{exc}", file=sys.stderr)
         return 2
-    except FileExistsError as exc:
+    except (FileExistsError, DataPlaneError) as exc:
         print(exc, file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -5,8 +5,9 @@ one daemon per LMA (upstream: the source link, downstreams: its tunnels, so the
 LMA is the multicast router of its tunnels, RFC 6224 §4.1) and one per MAG
 (one proxy instance per LMA tunnel, RFC 6224 §4.2: upstream the tunnel,
 downstreams the MN access links). Two specs ship: ``mcproxy-pmip`` (default,
-from the running interpreter's bin directory) and ``igmpproxy`` (a real IPv4
-proxy, so the testbed runs without our daemon).
+from the running interpreter's bin directory, on the data plane asked for with
+``--data-plane``) and ``igmpproxy`` (a real IPv4 proxy, so the testbed runs
+without our daemon; it forwards only with the kernel's multicast routing).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import yaml
 
-ARGV_FIELDS = ("config", "control")
+ARGV_FIELDS = ("config", "control", "data_plane")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -47,21 +48,32 @@ class DaemonRole:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class DaemonSpec:
-    """How to run a daemon: ``argv`` may contain ``{config}`` and ``{control}``."""
+    """How to run a daemon: ``argv`` may contain ``{config}``, ``{control}`` and ``{data_plane}``.
+
+    ``data_planes``: the data planes it can forward with (``planes`` module); a daemon
+    with one only has no choice to pass.
+    """
 
     name: str
     argv: tuple[str, ...]
     write_config: Callable[[DaemonRole], str]
     families: frozenset[int]  # IP versions it proxies
     has_control: bool  # speaks the JSON-lines control protocol
+    data_planes: tuple[str, ...] = ("mroute",)
     plugin_argv: tuple[str, ...] = ()  # appended in plugin/context modes
 
-    def command(self, role: DaemonRole, config: Path, control: Path) -> list[str]:
-        fields: Mapping[str, str] = {"config": str(config), "control": str(control)}
+    def command(self, role: DaemonRole, config: Path, control: Path,
+                data_plane: str = "auto") -> list[str]:
+        fields: Mapping[str, str] = {"config": str(config), "control": str(control),
+                                     "data_plane": data_plane}
         argv = [part.format(**fields) for part in self.argv]
-        if role.mode != "static" and role.kind == "mag":
+        if self.runs_plugin(role):
             argv += [part.format(**fields) for part in self.plugin_argv]
         return argv
+
+    def runs_plugin(self, role: DaemonRole) -> bool:
+        """Whether the daemon of ``role`` runs with the pmipv6 plugin (MAGs in plugin/context modes)."""
+        return bool(self.plugin_argv) and role.mode != "static" and role.kind == "mag"
 
     @property
     def supports_plugin(self) -> bool:
@@ -109,15 +121,18 @@ def igmpproxy_config(role: DaemonRole) -> str:
 def mcproxy_pmip_spec() -> DaemonSpec:
     daemon = Path(sys.executable).parent / "mcproxy-pmip"
     return DaemonSpec(name="mcproxy-pmip", argv=(str(daemon), "-f", "{config}", "-v",
-                                                 "--control", "{control}"),
+                                                 "--control", "{control}",
+                                                 "--data-plane", "{data_plane}"),
                       write_config=mcproxy_config, families=frozenset({4, 6}),
-                      has_control=True, plugin_argv=("--plugin", "pmipv6"))
+                      has_control=True, data_planes=("mroute", "nftables"),
+                      plugin_argv=("--plugin", "pmipv6"))
 
 
 def igmpproxy_spec() -> DaemonSpec:
     return DaemonSpec(name="igmpproxy", argv=(shutil.which("igmpproxy") or "igmpproxy", "-n",
                                               "-v", "{config}"),
-                      write_config=igmpproxy_config, families=frozenset({4}), has_control=False)
+                      write_config=igmpproxy_config, families=frozenset({4}), has_control=False,
+                      data_planes=("mroute",))
 
 
 SPECS: Mapping[str, Callable[[], DaemonSpec]] = {

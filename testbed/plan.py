@@ -9,6 +9,12 @@ LMA (RFC 5213 §6.10.3 bi-directional tunnel) over an IPv6 underlay link.
 
 Interface names live inside per-run namespaces, so only the namespace names
 carry the run prefix (``mptb<runid>-<node>``); interface names stay < 16 chars.
+
+Each MN has a point-to-point access link ``a<i>`` on every MAG (the access
+link type of RFC 5213). Only a MAG daemon on the mroute data plane is limited
+(32 vifs per MRT table, one of them the tunnel): with more than 31 MNs
+anchored at one LMA the links become ports of one access bridge ``acc0``
+(``access_bridge_needed``).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ MAG_ACCESS_LINK_LOCAL = ipaddress.IPv6Address("fe80::1")
 SOURCE_V6 = ipaddress.IPv6Interface("2001:db8:ff::1/64")
 SOURCE_V4 = ipaddress.IPv4Interface("10.255.0.1/24")
 TUNNEL_MTU = 1460  # underlay 1500 minus the 40-octet outer header (RFC 2473 §6.1)
-MAX_VIFS_PER_TABLE = 32  # DESIGN.md: MAXVIFS / MAXMIFS
+MAX_VIFS_PER_TABLE = 32  # the kernel's MAXVIFS / MAXMIFS: the mroute plane's limit per table
 
 
 def new_run_id() -> str:
@@ -80,7 +86,7 @@ class Plan:
     topology: Topology
     tunnels: tuple[TunnelPlan, ...]
     mns: tuple[MnPlan, ...]
-    access_bridge: bool  # MNs of a MAG hang off one bridge (scale beyond 31 vifs)
+    access_bridge: bool  # MNs of a MAG hang off one bridge (a MAG on mroute beyond 31 vifs)
 
     def ns(self, node: str) -> str:
         """The namespace of a node (``src``, ``radio``, an LMA, MAG or MN name)."""
@@ -138,8 +144,29 @@ class Plan:
         return tuple(m.mag_access_if() for m in self.mns if m.lma == lma)
 
 
-def make_plan(topology: Topology, run_id: str | None = None) -> Plan:
-    """Compute every name and address of a run. Raises ValueError past the address plan."""
+def most_mns_per_lma(topology: Topology) -> int:
+    """The most MNs anchored at one LMA: the access links of the largest MAG instance."""
+    return max((sum(1 for m in topology.mns if m.lma == lma) for lma in topology.lmas), default=0)
+
+
+def access_bridge_needed(setting: str, mag_plane: str, topology: Topology) -> bool:
+    """Whether the MAGs' access links are ports of ``acc0`` instead of point-to-point links.
+
+    ``setting`` is ``topology.access_bridge``; ``mag_plane`` the data plane the MAG daemons run
+    on with point-to-point links. ``auto``: the bridge only where a MAG instance on mroute would
+    need more vifs than a table has (the tunnel plus one per MN anchored at its LMA).
+    """
+    if setting != "auto":
+        return setting == "always"
+    return mag_plane == "mroute" and most_mns_per_lma(topology) > MAX_VIFS_PER_TABLE - 1
+
+
+def make_plan(topology: Topology, run_id: str | None = None, mag_plane: str = "nftables") -> Plan:
+    """Compute every name and address of a run. Raises ValueError past the address plan.
+
+    ``mag_plane``: the data plane the MAG daemons run on (``planes.decide`` predicts it);
+    only ``mroute`` limits the number of access links.
+    """
     run_id = run_id or new_run_id()
     if len(topology.lmas) > 150 or len(topology.mags) > 250 or len(topology.mns) > 4000:
         raise ValueError("topology too large for the testbed address plan")
@@ -170,12 +197,5 @@ def make_plan(topology: Topology, run_id: str | None = None) -> Plan:
             gateway_v4=ipaddress.IPv4Interface(f"100.{third}.{fourth}.1/24"),
             mn_if="wlan0", radio_bridge=f"r{i}", radio_mn_port=f"m{i}",
         ))
-    per_mag = len(topology.mns)  # every MN has an access link on every MAG
-    if topology.access_bridge == "always":
-        access_bridge = True
-    elif topology.access_bridge == "never":
-        access_bridge = False
-    else:
-        access_bridge = per_mag > MAX_VIFS_PER_TABLE - 1  # one vif is the upstream tunnel
     return Plan(run_id=run_id, topology=topology, tunnels=tuple(tunnels), mns=tuple(mns),
-                access_bridge=access_bridge)
+                access_bridge=access_bridge_needed(topology.access_bridge, mag_plane, topology))

@@ -1,9 +1,11 @@
 """Runs a scenario end to end and writes the results folder.
 
-Build the domain, start a daemon on every LMA and MAG, captures on the MAG
-tunnels, a receiver per subscribed MN and the sender; drive the handovers on
-schedule; stop everything; measure, write ``results.json`` and ``plot.png``.
-Everything is torn down on success, failure and Ctrl-C.
+Decide the daemons' data plane and with it the plan (``planes``), build the
+domain, start a daemon on every LMA and MAG and read back the plane each one
+chose, captures on the MAG tunnels, a receiver per subscribed MN and the
+sender; drive the handovers on schedule; stop everything; measure, write
+``results.json`` and ``plot.png``. Everything is torn down on success,
+failure and Ctrl-C.
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mcproxy_pmip_testbed import capture
+from mcproxy_pmip_testbed import capture, planes
 from mcproxy_pmip_testbed.build import Testbed
 from mcproxy_pmip_testbed.control import ControlClient
 from mcproxy_pmip_testbed.daemons import DaemonRole, DaemonSpec, ProxyInstancePlan
 from mcproxy_pmip_testbed.driver import HandoverDriver
 from mcproxy_pmip_testbed.measure import StreamInfo, measure
 from mcproxy_pmip_testbed.payload import parse_arrivals
-from mcproxy_pmip_testbed.plan import SOURCE_V4, SOURCE_V6, Plan, make_plan
+from mcproxy_pmip_testbed.plan import SOURCE_V4, SOURCE_V6, Plan
 from mcproxy_pmip_testbed.plot import plot_run
 from mcproxy_pmip_testbed.scenario import Scenario
 
@@ -88,7 +90,12 @@ class ScenarioRun:
         if out.exists() and any(out.iterdir()):
             raise FileExistsError(f"results folder {out} is not empty; choose another --out")
         self.transfer = scenario.options.context_transfer if mode == "context" else None
-        self.plan = make_plan(scenario.topology)
+        self.data_plane = scenario.options.data_plane
+        decision = planes.decide(self.data_plane, spec, scenario.topology,
+                                 lambda plan: daemon_roles(plan, mode, self.transfer or "control"))
+        self.plan = decision.plan
+        self.expected_planes = decision.expected
+        self.planes: dict[str, str | None] = {}  # node -> the plane its daemon runs on
         self.sockdir = Path(tempfile.mkdtemp(prefix=f"mptb{self.plan.run_id}-"))
         self.controls: dict[str, ControlClient] = {}
         self.streams = {i: StreamInfo(i, s.name, "ipv4" if s.family.value == 4 else "ipv6",
@@ -102,15 +109,29 @@ class ScenarioRun:
             config.write_text(self.spec.write_config(role))
             control = self.sockdir / f"{role.node}.sock"
             testbed.processes.start(f"daemon-{role.node}", self.plan.ns(role.node),
-                                    self.spec.command(role, config, control))
+                                    self.spec.command(role, config, control, self.data_plane))
             if self.spec.has_control:
                 if not _wait_for(control, 10.0):
                     raise RuntimeError(f"{self.spec.name} on {role.node} opened no control "
                                        f"socket (log: {testbed.processes.log_path('daemon-' + role.node)})")
                 self.controls[role.node] = ControlClient(control)
+            self.planes[role.node] = self._running_plane(role.node)
         transfer = f", context transfer {self.transfer}" if self.transfer else ""
         self.progress(f"daemons: {self.spec.name} on {len(self.plan.topology.lmas)} LMA(s) and "
-                      f"{len(self.plan.topology.mags)} MAG(s), mode {self.mode}{transfer}")
+                      f"{len(self.plan.topology.mags)} MAG(s), mode {self.mode}{transfer}, "
+                      f"data plane {planes.plane_summary(self.planes)}")
+
+    def _running_plane(self, node: str) -> str | None:
+        """The plane the node's daemon runs on: its ``status`` says; without a control socket,
+        the one its spec allows. A plane other than the one expected is logged."""
+        expected = self.expected_planes[node]
+        if node not in self.controls:
+            return expected.name
+        plane = self.controls[node].request("status").get("data_plane")
+        if plane != expected.name:
+            log.warning("data_plane_unexpected node=%s plane=%s expected=%s reason=%s", node, plane,
+                        expected.name, expected.reason)
+        return plane
 
     def _start_captures(self, testbed: Testbed) -> None:
         wanted = {(t.mag, t.mag_tunnel_if): capture.REPORTS_ONLY for t in self.plan.tunnels}
@@ -212,7 +233,8 @@ class ScenarioRun:
         rows = measure(records, self.streams, subscriptions, arrivals, end_at, reports)
         results = {
             "run_id": self.plan.run_id, "mode": self.mode, "context_transfer": self.transfer,
-            "daemon": self.spec.name,
+            "daemon": self.spec.name, "data_plane": self.data_plane, "data_planes": self.planes,
+            "access_bridge": self.plan.access_bridge,
             "tunnel": tunnel_kind, "build_seconds": build_interval, "started_at": origin_at,
             "ended_at": end_at, "handovers": rows,
         }

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from mcproxy_pmip.addresses import Family
+from mcproxy_pmip.config.model import DATA_PLANES
 from mcproxy_pmip.errors import ConfigError, ConfigProblem
 
 MODES = ("static", "plugin", "context")
@@ -101,6 +102,7 @@ class Options:
     capture: tuple[str, ...] = ()  # "node:ifname" links to write pcaps of
     binding_lifetime: int = 3600
     context_transfer: str = "control"  # one of CONTEXT_TRANSFERS; context mode only
+    data_plane: str = "auto"  # one of DATA_PLANES, passed to every mcproxy-pmip daemon
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -311,7 +313,7 @@ def validate_scenario(document: Any, file: str = "<scenario>") -> Scenario:
             problems.add(f"handovers[{index}]", "starts before the same MN's previous handover ends")
     opts = _mapping(doc.get("options", {}), "options", problems)
     unknown = set(opts) - {"warmup_s", "tail_s", "mn_sees_link_change", "capture",
-                           "binding_lifetime", "context_transfer"}
+                           "binding_lifetime", "context_transfer", "data_plane"}
     if unknown:
         problems.add("options", f"unknown keys {sorted(unknown)}")
     link_change = opts.get("mn_sees_link_change", False)
@@ -326,6 +328,10 @@ def validate_scenario(document: Any, file: str = "<scenario>") -> Scenario:
     if transfer not in CONTEXT_TRANSFERS:
         problems.add("options.context_transfer", f"must be one of {CONTEXT_TRANSFERS}")
         transfer = "control"
+    data_plane = opts.get("data_plane", "auto")
+    if data_plane not in DATA_PLANES:
+        problems.add("options.data_plane", f"must be one of {DATA_PLANES}")
+        data_plane = "auto"
     options = Options(
         warmup_interval=_number(opts, "warmup_s", 2.0, "options", problems),
         tail_interval=_number(opts, "tail_s", 3.0, "options", problems),
@@ -333,6 +339,7 @@ def validate_scenario(document: Any, file: str = "<scenario>") -> Scenario:
         capture=capture,
         binding_lifetime=int(_number(opts, "binding_lifetime", 3600.0, "options", problems, 1.0)),
         context_transfer=transfer,
+        data_plane=data_plane,
     )
     if handovers and handovers[0].at < options.warmup_interval:
         problems.add("handovers[0].at", "must not be earlier than options.warmup_s")

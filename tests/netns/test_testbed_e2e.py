@@ -1,9 +1,11 @@
 """The testbed's main job with our daemon: PMIPv6 handovers measured end to end (SCENARIOS 21).
 
 The CLI runs the embedded default scenario in static mode as a subprocess
-(what CI runs); a shortened scenario runs in context mode through the API.
-Both check the results folder against docs/testbed.md and that nothing is
-left behind. Timings are printed, never asserted.
+(what CI runs) on the data plane ``auto`` picks; a shortened scenario runs in
+context mode through the API. Both check the results folder against
+docs/testbed.md (with the plane each daemon reports: mroute where the kernel
+has multicast routing, except for MAGs with the pmipv6 plugin, else nftables)
+and that nothing is left behind. Timings are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -17,16 +19,18 @@ from typing import Any
 
 import pytest
 
+from mcproxy_pmip.addresses import Family
 from mcproxy_pmip_testbed import nsutil
 from mcproxy_pmip_testbed.daemons import mcproxy_pmip_spec
+from mcproxy_pmip_testbed.planes import kernel_missing_mroute
 from mcproxy_pmip_testbed.runner import run_scenario
 from mcproxy_pmip_testbed.scenario import load_scenario
 
 pytestmark = pytest.mark.netns
 
 TESTBED = Path(sys.executable).parent / "mcproxy-pmip-testbed"
-RUN_KEYS = {"run_id", "mode", "context_transfer", "daemon", "tunnel", "build_seconds", "started_at", "ended_at",
-            "handovers"}
+RUN_KEYS = {"run_id", "mode", "context_transfer", "daemon", "data_plane", "data_planes",
+            "access_bridge", "tunnel", "build_seconds", "started_at", "ended_at", "handovers"}
 ROW_KEYS = {"handover", "mn", "from_mag", "to_mag", "mode", "stream", "family", "group",
             "detach_at", "attach_at", "l2_outage_ms", "gap_ms", "lost", "duplicated",
             "attach_to_upstream_report_ms", "attach_to_first_packet_ms"}
@@ -47,11 +51,21 @@ options: {warmup_s: 1.5, tail_s: 1.5}
 """
 
 
+def expected_planes(mode: str) -> dict[str, str]:
+    """What ``auto`` picks for the default topology's daemons on this kernel."""
+    kernel = "nftables" if kernel_missing_mroute(frozenset({Family.IPV4, Family.IPV6})) else "mroute"
+    mag = kernel if mode == "static" else "nftables"  # the pmipv6 plugin: a link per MN
+    return {"lma1": kernel, "mag1": mag, "mag2": mag}
+
+
 def check_results(out: Path, mode: str, handovers: int) -> dict[str, Any]:
     """results.json follows the documented schema; the other files of the folder exist."""
     results = json.loads((out / "results.json").read_text())
     assert set(results) == RUN_KEYS
     assert (results["mode"], results["daemon"], results["tunnel"]) == (mode, "mcproxy-pmip", "tun-relay")
+    assert results["data_plane"] == "auto"
+    assert results["data_planes"] == expected_planes(mode)
+    assert results["access_bridge"] is False, "one MN: point-to-point access links"
     assert results["started_at"] < results["ended_at"]
     rows = results["handovers"]
     assert len(rows) == 2 * handovers, "one row per handover and subscribed stream"
@@ -101,6 +115,9 @@ def test_cli_default_scenario_static(tmp_path) -> None:
     assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr[-3000:]}"
     assert "mode static" in done.stdout and "gap ms" in done.stdout, done.stdout
     results = check_results(out, "static", handovers=3)
+    plane = expected_planes("static")["lma1"]
+    assert f"data plane: {plane} (lma1, mag1, mag2) (requested auto); point-to-point access " \
+           "links" in done.stdout, done.stdout
     print(done.stdout)
     first = [r for r in results["handovers"] if r["handover"] == 0]
     assert all(r["from_mag"] == "mag1" and r["to_mag"] == "mag2" for r in first)

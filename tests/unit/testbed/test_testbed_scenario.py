@@ -103,12 +103,15 @@ def test_plan_names_fit_interfaces_and_addresses_are_per_mn() -> None:
     assert plan.mag_downstreams("mag1", "lma1") == ("a1", "a2")
 
 
-def test_access_bridge_beyond_31_mns_per_mag() -> None:
+def test_access_bridge_beyond_31_mns_per_mag_on_mroute_only() -> None:
     from mcproxy_pmip_testbed.scenario import MobileNode
     mns = tuple(MobileNode(f"mn{i}", "lma1", "mag1") for i in range(1, 33))
-    small = make_plan(Topology(("lma1",), ("mag1",), mns[:31]))
-    large = make_plan(Topology(("lma1",), ("mag1",), mns))
+    small = make_plan(Topology(("lma1",), ("mag1",), mns[:31]), mag_plane="mroute")
+    large = make_plan(Topology(("lma1",), ("mag1",), mns), mag_plane="mroute")
+    unlimited = make_plan(Topology(("lma1",), ("mag1",), mns), mag_plane="nftables")
     assert not small.access_bridge
     assert large.access_bridge and large.mag_downstreams("mag1", "lma1") == ("acc0",)
+    assert not unlimited.access_bridge
+    assert unlimited.mag_downstreams("mag1", "lma1") == tuple(f"a{i}" for i in range(1, 33))
     names = [m.radio_mag_port(1) for m in large.mns] + [m.mag_access_if() for m in large.mns]
     assert max(len(n) for n in names) <= 15
