@@ -33,6 +33,8 @@ class MemoryInstancePlane:
         self._handles: dict[str, int] = {}
         self.groups: dict[tuple[Family, IPAddress], GroupOutputs] = {}
         self.changes: list[tuple[Family, IPAddress]] = []
+        #: each groups_changed call: the keys it carried, in order
+        self.batches: list[list[tuple[Family, IPAddress]]] = []
         self.aged_at: list[float] = []
         self.closed = False
 
@@ -52,17 +54,19 @@ class MemoryInstancePlane:
     def interfaces(self) -> dict[str, int]:
         return dict(self._handles)
 
-    def group_changed(self, family: Family, group: IPAddress) -> None:
-        self.changes.append((family, group))
-        outputs = self.view.group_outputs(family, group)
-        if outputs.empty:
-            self.groups.pop((family, group), None)
-        else:
-            self.groups[(family, group)] = outputs
+    def groups_changed(self, keys: Iterable[tuple[Family, IPAddress]]) -> None:
+        keys = list(keys)
+        self.batches.append(keys)
+        for family, group in keys:
+            self.changes.append((family, group))
+            outputs = self.view.group_outputs(family, group)
+            if outputs.empty:
+                self.groups.pop((family, group), None)
+            else:
+                self.groups[(family, group)] = outputs
 
     def refresh(self) -> None:
-        for family, group in list(self.groups):
-            self.group_changed(family, group)
+        self.groups_changed(list(self.groups))
 
     def age(self, now: float) -> None:
         self.aged_at.append(now)

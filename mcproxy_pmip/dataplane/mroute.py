@@ -198,10 +198,11 @@ class MrouteInstancePlane:
             found.update({vif.interface: vif.index for vif in routing.vifs})
         return found
 
-    def group_changed(self, family: Family, group: IPAddress) -> None:
-        routing = self.families.get(family)
-        if routing is not None:
-            routing.refresh_group(group)
+    def groups_changed(self, keys: Iterable[tuple[Family, IPAddress]]) -> None:
+        for family, group in keys:
+            routing = self.families.get(family)
+            if routing is not None:
+                routing.refresh_group(group)
 
     def refresh(self) -> None:
         for routing in self.families.values():

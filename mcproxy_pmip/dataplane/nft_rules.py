@@ -1,7 +1,8 @@
 """The nftables plane's rules as nft command text: pure functions, no kernel.
 
 Layout of the daemon's table, one per family (``dup`` exists only in the ip
-and ip6 families, not inet); ``iN`` is an instance's identifier::
+and ip6 families, not inet); ``iN`` is an instance's identifier, ``oK`` an
+interface's number within it::
 
     table ip mcproxy_pmip {
       comment "mcproxy-pmip pid 123"
@@ -9,32 +10,36 @@ and ip6 families, not inet); ``iN`` is an instance's identifier::
       chain pre { type filter hook prerouting priority raw; policy accept;
         ip daddr != 224.0.0.0/4 return                # multicast only
         ip ttl <= 1 return                            # nf_dup does not drop TTL 0 itself
-        ip daddr 224.0.0.0/24 return                  # link-local scope (SCENARIOS 8)
+        ip daddr 224.0.0.0/24 return                  # link-local scope (RFC 4605 §6)
         iifname vmap @ifaces }
       set src_iN { type ipv4_addr . ipv4_addr; flags dynamic,timeout; timeout 180s; size 65536; counter; }
       map groups_iN { type ipv4_addr : verdict; }     # group -> goto its group chain
       set up_iN { type ifname; }                      # the instance's upstreams
       chain iN { update @src_iN { ip saddr . ip daddr }   # per-(S,G) counters, kernel-side expiry
                  ip daddr vmap @groups_iN
-                 iifname != @up_iN dup to ip daddr device "U" }   # no entry: RFC 4605 §4.2 default
+                 iifname != @up_iN jump iN_oU }        # no entry: RFC 4605 §4.2 default upstream
+      chain iN_oK { dup to ip daddr device "d" }      # the one rule naming interface d
       chain iN_g<hex of the group> {
         counter
-        iifname != "d" ip saddr { S1 } dup to G device "d"        # INCLUDE {S1}
-        iifname != "e" ip saddr != { S2 } dup to G device "e"     # EXCLUDE {S2}
-        iifname != @up_iN dup to G device "u" }                    # from a downstream: upstream
+        iifname != "d" ip saddr { S1 } jump iN_oK      # INCLUDE {S1}
+        iifname != "e" ip saddr != { S2 } jump iN_oL   # EXCLUDE {S2}
+        iifname != @up_iN jump iN_oU }                 # from a downstream: upstream
     }
 
 The group map's verdicts are ``goto``: a group chain ends the instance's
 processing, so the default-upstream rules see only groups without an entry.
-``dup`` takes the interface index from the name when the rule is loaded: a
-re-created interface needs its rules loaded again. nf_dup decrements the TTL /
-hop limit of the copy in prerouting, so the copies are real L3 forwards.
+``dup`` takes the interface index from the name when the rule is loaded, and
+libnftables resolves a name by listing every link of the namespace (about
+30 ms a batch with 2,000 links): only an interface's output chain names it,
+so that cost is paid once per interface, never per group change. nf_dup
+decrements the TTL / hop limit of the copy in prerouting, so the copies are
+real L3 forwards.
 """
 
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from mcproxy_pmip.addresses import Family, IPAddress
@@ -105,6 +110,9 @@ class InstanceNames:
     def group_chain(self, group: IPAddress) -> str:
         return f"{self.ident}_g{group.packed.hex()}"
 
+    def output_chain(self, number: int) -> str:
+        return f"{self.ident}_o{number}"
+
 
 def instance_names(number: int) -> InstanceNames:
     return InstanceNames(f"i{number}")
@@ -141,20 +149,29 @@ def instance_commands(syntax: FamilySyntax, table: str, names: InstanceNames,
 
 
 def instance_chain_commands(syntax: FamilySyntax, table: str, names: InstanceNames,
-                            default_upstreams: Iterable[str]) -> list[str]:
-    """(Re)fill the instance chain: counters, group dispatch, then the default upstreams.
-
-    ``dup to ip daddr``: the copy goes to the packet's own group, so one rule
-    per default upstream serves every group without an entry.
-    """
+                            default_outputs: Iterable[str]) -> list[str]:
+    """(Re)fill the instance chain: counters, group dispatch, then the default upstreams' output chains."""
     t = f"{syntax.nft} {table}"
     chain = f"add rule {t} {names.chain}"
     return [
         f"flush chain {t} {names.chain}",
         f"{chain} update @{names.sources} {{ {syntax.saddr} . {syntax.daddr} }}",
         f"{chain} {syntax.daddr} vmap @{names.groups}",
-        *(f"{chain} iifname != @{names.upstreams} dup to {syntax.daddr} device {quote(name)}"
-          for name in default_upstreams),
+        *(f"{chain} iifname != @{names.upstreams} jump {output}" for output in default_outputs),
+    ]
+
+
+def output_chain_commands(syntax: FamilySyntax, table: str, chain: str, name: str) -> list[str]:
+    """Create or refill the output chain of interface ``name``: its one ``dup`` rule.
+
+    ``dup to ip daddr``: the copy goes to the packet's own group, so one rule
+    serves every group and source that jumps here.
+    """
+    t = f"{syntax.nft} {table}"
+    return [
+        f"add chain {t} {chain}",
+        f"flush chain {t} {chain}",
+        f"add rule {t} {chain} dup to {syntax.daddr} device {quote(name)}",
     ]
 
 
@@ -166,8 +183,9 @@ def source_match(syntax: FamilySyntax, source_filter: SourceFilter) -> str | Non
     return f"{syntax.saddr} != {{ {addresses} }}" if addresses else ""
 
 
-def group_rules(syntax: FamilySyntax, table: str, names: InstanceNames, outputs: GroupOutputs) -> list[str]:
-    """The rules of one group chain: a counter, then one ``dup`` per output."""
+def group_rules(syntax: FamilySyntax, table: str, names: InstanceNames, outputs: GroupOutputs,
+                output_chains: Mapping[str, str]) -> list[str]:
+    """The rules of one group chain: a counter, then a jump to each output's chain."""
     chain = f"add rule {syntax.nft} {table} {names.group_chain(outputs.group)}"
     rules = [f"{chain} counter"]
     for name, source_filter in outputs.downstreams:
@@ -175,21 +193,21 @@ def group_rules(syntax: FamilySyntax, table: str, names: InstanceNames, outputs:
         if match is None:
             continue
         words = " ".join(w for w in (f"iifname != {quote(name)}", match) if w)
-        rules.append(f"{chain} {words} dup to {outputs.group} device {quote(name)}")
-    rules.extend(f"{chain} iifname != @{names.upstreams} dup to {outputs.group} device {quote(name)}"
+        rules.append(f"{chain} {words} jump {output_chains[name]}")
+    rules.extend(f"{chain} iifname != @{names.upstreams} jump {output_chains[name]}"
                  for name in outputs.upstreams)
     return rules
 
 
 def install_group_commands(syntax: FamilySyntax, table: str, names: InstanceNames,
-                           outputs: GroupOutputs) -> list[str]:
+                           outputs: GroupOutputs, output_chains: Mapping[str, str]) -> list[str]:
     """Create or refill a group chain and point the group map at it (one atomic batch)."""
     t = f"{syntax.nft} {table}"
     chain = names.group_chain(outputs.group)
     return [
         f"add chain {t} {chain}",
         f"flush chain {t} {chain}",
-        *group_rules(syntax, table, names, outputs),
+        *group_rules(syntax, table, names, outputs, output_chains),
         f"add element {t} {names.groups} {{ {outputs.group} : goto {chain} }}",
     ]
 
@@ -223,12 +241,13 @@ def remove_interface_commands(syntax: FamilySyntax, table: str, names: InstanceN
 
 
 def close_instance_commands(syntax: FamilySyntax, table: str, names: InstanceNames, interfaces: Iterable[str],
-                            groups: Iterable[IPAddress]) -> list[str]:
+                            groups: Iterable[IPAddress], output_chains: Iterable[str]) -> list[str]:
     """Remove everything of one instance, references before what they refer to."""
     t = f"{syntax.nft} {table}"
     commands = [f"delete element {t} ifaces {{ {quote(name)} }}" for name in interfaces]
     commands += [f"delete chain {t} {names.chain}", f"delete map {t} {names.groups}"]
     commands += [f"delete chain {t} {names.group_chain(group)}" for group in groups]
+    commands += [f"delete chain {t} {chain}" for chain in output_chains]
     commands += [f"delete set {t} {names.sources}", f"delete set {t} {names.upstreams}"]
     return commands
 

@@ -11,14 +11,16 @@ State and cost:
   pid); ``start`` deletes a leftover whose pid is dead, and refuses a live
   owner. Nothing outside these tables is ever touched.
 - every change is ONE nft batch, atomic in the kernel, through one reused
-  libnftables context (``kernel.nft``); ``group_changed`` costs that group's
-  outputs, not the number of groups.
+  libnftables context (``kernel.nft``); ``groups_changed`` costs the changed
+  groups' outputs, not the number of groups or links: the proxy gives it
+  every group that changed in one reactor turn at once.
 - the plane keeps the view's decision per group (``_wanted``) and what the
   kernel has (``_installed``, the decision less interfaces the plane does
   not know); ``refresh`` re-reads every decision and reloads only what
-  differs. A chain naming an interface is reloaded when the interface comes
-  back with another ifindex (``add_interface``), since ``dup ... device``
-  holds the index taken when the rule was loaded.
+  differs. Each interface's output chain (its one ``dup ... device`` rule)
+  is loaded when a group first sends to it, and loaded again when the
+  interface comes back with another ifindex (``add_interface``), since the
+  rule holds the index taken when it was loaded.
 - per-(S,G) packet counters live in a dynamic set that the kernel expires
   after ``nft_rules.IDLE_INTERVAL`` idle seconds: ``age`` has nothing to do.
 """
@@ -205,13 +207,18 @@ class NftInstancePlane:
         self._installed: dict[GroupKey, GroupOutputs] = {}
         self._users: dict[str, set[GroupKey]] = {}
         self._defaults: dict[Family, tuple[str, ...]] = {family: () for family in families}
+        self._output_numbers = itertools.count(1)
+        #: interface -> its output chain's name (while the interface is known)
+        self._output_chains: dict[str, str] = {}
+        #: (family, interface) -> the ifindex its loaded output chain's dup rule holds
+        self._loaded_outputs: dict[tuple[Family, str], int] = {}
         self._counters = PlaneCounters()
         self._closed = False
 
     # -- interfaces ---------------------------------------------------------------------------
 
     def add_interface(self, name: str, ifindex: int, role: Role) -> None:
-        """Dispatch ``name`` to this instance; reload what names it (all of it when its ifindex changed)."""
+        """Dispatch ``name`` to this instance; reload its output chains when its ifindex changed."""
         rules.quote(name)
         old_role, old_ifindex = self._roles.get(name), self._ifindex.get(name)
         if old_role is role and old_ifindex == ifindex:
@@ -224,9 +231,9 @@ class NftInstancePlane:
                                 f"{{ {rules.quote(name)} }}")
             commands += rules.interface_commands(syntax, self._table, self.names, name, role is Role.UPSTREAM)
         self._roles[name], self._ifindex[name] = role, ifindex
-        reload = name if old_ifindex is not None and old_ifindex != ifindex else None
+        self._output_chains.setdefault(name, self.names.output_chain(next(self._output_numbers)))
         try:
-            self._change(commands, list(self._users.get(name, ())), defaults=True, reload=reload)
+            self._change(commands, list(self._users.get(name, ())), defaults=True, interface=name)
         except McproxyError:
             self._restore(name, old_role, old_ifindex)
             raise
@@ -242,15 +249,17 @@ class NftInstancePlane:
                                                         old_role is Role.UPSTREAM)
         del self._roles[name], self._ifindex[name]
         try:
-            self._change(commands, list(self._users.get(name, ())), defaults=True)
+            self._change(commands, list(self._users.get(name, ())), defaults=True, interface=name)
         except McproxyError:
             self._restore(name, old_role, old_ifindex)
             raise
+        del self._output_chains[name]
 
     def _restore(self, name: str, role: Role | None, ifindex: int | None) -> None:
         if role is None or ifindex is None:
             self._roles.pop(name, None)
             self._ifindex.pop(name, None)
+            self._output_chains.pop(name, None)
         else:
             self._roles[name], self._ifindex[name] = role, ifindex
 
@@ -259,12 +268,12 @@ class NftInstancePlane:
 
     # -- groups -------------------------------------------------------------------------------
 
-    def group_changed(self, family: Family, group: IPAddress) -> None:
-        """Apply the view's decision for ``group``: one batch, as large as the group's outputs."""
-        if family not in self.families:
-            return
-        self._want((family, group), self._view.group_outputs(family, group))
-        self._change([], [(family, group)])
+    def groups_changed(self, keys: Iterable[GroupKey]) -> None:
+        """Apply the view's decisions for these (family, group): one batch, as large as their outputs."""
+        keys = [key for key in dict.fromkeys(keys) if key[0] in self.families]
+        for key in keys:
+            self._want(key, self._view.group_outputs(*key))
+        self._change([], keys)
 
     def refresh(self) -> None:
         """Re-read every group's decision and the default upstreams; reload what differs, in one batch."""
@@ -300,21 +309,24 @@ class NftInstancePlane:
         return None if outputs.empty else outputs
 
     def _change(self, commands: list[str], keys: Iterable[GroupKey], *, defaults: bool = False,
-                reload: str | None = None) -> None:
+                interface: str | None = None) -> None:
         """Append the updates of ``keys`` (and of the default upstreams) to ``commands``; apply as one batch.
 
-        ``defaults``: re-read the view's default upstreams. ``reload``: an
-        interface whose ifindex changed; what names it is loaded again.
+        ``defaults``: re-read the view's default upstreams. ``interface``: one
+        that came (its output chains are reloaded if its ifindex changed) or
+        went (they are deleted). Output chains are loaded before the rules that
+        jump to them, and deleted after them.
         """
         if self._closed:
             return
-        commands = list(commands)
+        updates: list[str] = []
         new_defaults = dict(self._defaults)
         if defaults:
             for family in sorted(self.families):
                 wanted = tuple(n for n in self._view.default_upstreams(family) if n in self._roles)
-                if wanted != self._defaults[family] or reload in wanted:
-                    commands += rules.instance_chain_commands(rules.SYNTAX[family], self._table, self.names, wanted)
+                if wanted != self._defaults[family]:
+                    updates += rules.instance_chain_commands(rules.SYNTAX[family], self._table, self.names,
+                                                             [self._output_chains[n] for n in wanted])
                     new_defaults[family] = wanted
         installed: dict[GroupKey, GroupOutputs | None] = {}
         for key in keys:
@@ -322,11 +334,19 @@ class NftInstancePlane:
             effective, current = self._effective(key), self._installed.get(key)
             if effective is None:
                 if current is not None:
-                    commands += rules.remove_group_commands(syntax, self._table, self.names, key[1])
+                    updates += rules.remove_group_commands(syntax, self._table, self.names, key[1])
                     installed[key] = None
-            elif effective != current or reload in _named(effective):
-                commands += rules.install_group_commands(syntax, self._table, self.names, effective)
+            elif effective != current:
+                updates += rules.install_group_commands(syntax, self._table, self.names, effective,
+                                                        self._output_chains)
                 installed[key] = effective
+        loads, drops = self._output_changes(new_defaults, installed, interface)
+        commands = list(commands)
+        for family, name in loads:
+            commands += rules.output_chain_commands(rules.SYNTAX[family], self._table, self._output_chains[name], name)
+        commands += updates
+        for family, name in drops:
+            commands.append(f"delete chain {rules.SYNTAX[family].nft} {self._table} {self._output_chains[name]}")
         self._plane.apply(commands, self._counters)
         self._defaults = new_defaults
         for key, outputs in installed.items():
@@ -334,6 +354,25 @@ class NftInstancePlane:
                 del self._installed[key]
             else:
                 self._installed[key] = outputs
+        for family, name in loads:
+            self._loaded_outputs[(family, name)] = self._ifindex[name]
+        for key in drops:
+            del self._loaded_outputs[key]
+
+    def _output_changes(self, defaults: dict[Family, tuple[str, ...]],
+                        installed: dict[GroupKey, GroupOutputs | None], interface: str | None
+                        ) -> tuple[list[tuple[Family, str]], list[tuple[Family, str]]]:
+        """Output chains to load (needed, and absent or holding an old ifindex) and to delete (interface gone)."""
+        needed = {(family, name) for family, names in defaults.items() for name in names}
+        for (family, _), outputs in installed.items():
+            if outputs is not None:
+                needed.update((family, name) for name in _named(outputs))
+        touched = [(family, interface) for family in self.families if (family, interface) in self._loaded_outputs]
+        if interface in self._roles:
+            needed.update(touched)
+        loads = sorted(key for key in needed if self._loaded_outputs.get(key) != self._ifindex[key[1]])
+        drops = [] if interface in self._roles else sorted(touched)
+        return loads, drops
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -396,11 +435,13 @@ class NftInstancePlane:
         commands = []
         for family in sorted(self.families):
             groups = [group for f, group in self._installed if f is family]
+            outputs = [self._output_chains[name] for f, name in self._loaded_outputs if f is family]
             commands += rules.close_instance_commands(rules.SYNTAX[family], self._table, self.names,
-                                                      self._roles, groups)
+                                                      self._roles, groups, outputs)
         self._plane.apply(commands, self._counters)
         self._closed = True
         self._installed.clear()
+        self._loaded_outputs.clear()
         self._roles.clear()
         self._ifindex.clear()
         self._plane.instance_closed(self.name)

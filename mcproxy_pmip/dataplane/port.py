@@ -137,8 +137,12 @@ class InstancePlane(Protocol):
     def interfaces(self) -> dict[str, int]:
         """Interface name -> the plane's handle for it (vif number, ifindex)."""
 
-    def group_changed(self, family: Family, group: IPAddress) -> None:
-        """The view's decisions for ``group`` changed: apply them at once (SCENARIOS 13)."""
+    def groups_changed(self, keys: Iterable[tuple[Family, IPAddress]]) -> None:
+        """The view's decisions for these (family, group) changed: apply them at once, together.
+
+        The proxy hands over every group that changed in one reactor turn in
+        one call, so a plane whose updates cost per call (one nft batch) pays
+        once for a burst of reports."""
 
     def refresh(self) -> None:
         """Re-read every decision (after interfaces came or went)."""

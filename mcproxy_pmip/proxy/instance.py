@@ -5,7 +5,9 @@ the instance's data plane (``dataplane.port.InstancePlane``, which reads the
 core's decisions through ``InstanceView``), tells the packet sockets which
 interfaces to listen on, feeds inbound messages to the core, and carries out
 the core's actions: packets through the ``Sender``, the plane's update on
-``ForwardingChanged``, traces to the log. An interface is attached all or
+``ForwardingChanged`` (every group changed in one reactor turn goes to the
+plane in one ``groups_changed`` call at the end of the turn, so that a burst
+of reports costs the plane one update), traces to the log. An interface is attached all or
 nothing: when the plane refuses it (MRT's 32 vifs), nothing of it stays. Interfaces named in
 the configuration that do not exist yet are waited for, not fatal. A downstream
 that regains carrier (e.g. an access point's link when a mobile node arrives)
@@ -75,6 +77,8 @@ class ProxyInstance:
         self._carrier: dict[str, bool] = {}  # IFF_RUNNING of usable interfaces, as last seen
         self._ifindex: dict[str, int] = {}  # attached interfaces' indexes, kept for when they vanish
         self._ageing_call = None
+        self._changed_groups: dict[tuple[Family, object], None] = {}
+        self._flush_call = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -92,14 +96,17 @@ class ProxyInstance:
                  self.table, ",".join(self.config.upstreams), ",".join(self.downstreams))
 
     def stop(self) -> None:
-        for name in list(self.downstreams):
-            self._detach_downstream(name)
-        self.driver.cancel()
-        if self._ageing_call is not None and self._ageing_call.active():
-            self._ageing_call.cancel()
+        """Remove the instance's forwarding state at once, then leave its groups upstream."""
         if self.forwarding is not None:
             self.forwarding.close()
             self.forwarding = None
+        for name in list(self.downstreams):
+            self._detach_downstream(name)
+        self.driver.cancel()
+        for call in (self._ageing_call, self._flush_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._changed_groups.clear()
         self.attached.clear()
         log.info("instance_stopped name=%s", self.name)
 
@@ -251,8 +258,9 @@ class ProxyInstance:
             elif isinstance(action, SendReport):
                 self._sender.send_report(action)
             elif isinstance(action, ForwardingChanged):
-                if self.forwarding is not None:
-                    self.forwarding.group_changed(action.family, action.group)
+                self._changed_groups[(action.family, action.group)] = None
+                if self._flush_call is None or not self._flush_call.active():
+                    self._flush_call = self._clock.callLater(0, self._flush_forwarding)
                 self._on_change(action.family, action.group)
             elif isinstance(action, QuerierChanged):
                 log.info("querier_changed instance=%s interface=%s family=%s querier=%s other=%s",
@@ -262,6 +270,16 @@ class ProxyInstance:
                 log.log(logging.WARNING if action.warning else logging.DEBUG,
                         "engine_%s instance=%s %s", action.event, self.name,
                         " ".join(f"{k}={v}" for k, v in action.fields))
+
+    def _flush_forwarding(self) -> None:
+        """Hand the groups changed in this reactor turn to the plane, in one call."""
+        changed, self._changed_groups = list(self._changed_groups), {}
+        if self.forwarding is None or not changed:
+            return
+        try:
+            self.forwarding.groups_changed(changed)
+        except McproxyError as exc:
+            log.error("forwarding_update_failed instance=%s groups=%d error=%s", self.name, len(changed), exc)
 
     def _age(self) -> None:
         if self.forwarding is not None:

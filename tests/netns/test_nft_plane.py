@@ -182,7 +182,7 @@ class Router:
              upstreams: tuple[str, ...] = ("up0",)) -> None:
         self.view.decisions[(family, group)] = GroupOutputs(family, group, tuple(downstreams), upstreams)
         with self.ns.entered():
-            self.instance.group_changed(family, group)
+            self.instance.groups_changed([(family, group)])
 
     def keep(self, sock: socket.socket) -> socket.socket:
         self.sockets.append(sock)
@@ -373,7 +373,7 @@ def test_two_instances_with_the_same_group_stay_isolated(netns_factory):  # noqa
                 instance = plane.open_instance(name, frozenset({V4}), None, view)
                 instance.add_interface(up, socket.if_nametoindex(up), Role.UPSTREAM)
                 instance.add_interface(down, socket.if_nametoindex(down), Role.DOWNSTREAM)
-                instance.group_changed(V4, group)
+                instance.groups_changed([(V4, group)])
         assert plane.identifiers() == {"pmip-tun1": "i1", "pmip-tun2": "i2"}
         sockets = [receiver(ns, V4, group) for ns in (h_a, h_b, src_a, src_b)]
         on_h_a, on_h_b, on_src_a, on_src_b = sockets

@@ -34,6 +34,7 @@ def test_identifiers_are_derived_from_a_number_and_the_group_bytes():
     assert I1.group_chain(G4) == "i1_gef010101"
     assert I1.group_chain(G6) == "i1_gff0e0000000000000000000000000101"
     assert rules.instance_names(2).group_chain(G4) != I1.group_chain(G4)
+    assert I1.output_chain(7) == "i1_o7"
 
 
 def test_table_carries_the_pid_and_a_raw_prerouting_chain_that_skips_ttl_1_and_link_local():
@@ -53,7 +54,7 @@ def test_ipv6_table_skips_hop_limit_1_and_scopes_0_to_2_whatever_the_flags():
 
 
 def test_instance_chain_counts_sources_dispatches_groups_then_sends_the_rest_upstream():
-    commands = rules.instance_commands(V4, T, I1, ("up0",))
+    commands = rules.instance_commands(V4, T, I1, ("i1_o1",))
     assert commands[0] == (f"add set ip {T} src_i1 {{ type ipv4_addr . ipv4_addr; flags dynamic,timeout; "
                            f"timeout 180s; size 65536; counter; }}")
     assert f"add map ip {T} groups_i1 {{ type ipv4_addr : verdict; }}" in commands
@@ -61,31 +62,45 @@ def test_instance_chain_counts_sources_dispatches_groups_then_sends_the_rest_ups
     assert commands[-4:] == [f"flush chain ip {T} i1",
                              f"add rule ip {T} i1 update @src_i1 {{ ip saddr . ip daddr }}",
                              f"add rule ip {T} i1 ip daddr vmap @groups_i1",
-                             f'add rule ip {T} i1 iifname != @up_i1 dup to ip daddr device "up0"']
+                             f"add rule ip {T} i1 iifname != @up_i1 jump i1_o1"]
 
 
-def test_instance_chain_without_default_upstreams_has_no_dup():
+def test_instance_chain_without_default_upstreams_sends_nothing_upstream():
     commands = rules.instance_chain_commands(V6, T, I1, ())
-    assert not any("dup" in command for command in commands)
+    assert not any("jump" in command or "dup" in command for command in commands)
     assert f"add rule ip6 {T} i1 update @src_i1 {{ ip6 saddr . ip6 daddr }}" in commands
 
 
-def test_group_rules_any_source_include_exclude_and_upstream():
+OUTPUT_CHAINS = {"d1": "i1_o1", "d2": "i1_o2", "d3": "i1_o3", "up0": "i1_o4"}
+
+
+def test_output_chain_holds_the_one_rule_naming_its_interface():
+    assert rules.output_chain_commands(V4, T, "i1_o1", "d1") == [
+        f"add chain ip {T} i1_o1",
+        f"flush chain ip {T} i1_o1",
+        f'add rule ip {T} i1_o1 dup to ip daddr device "d1"',
+    ]
+    assert rules.output_chain_commands(V6, T, "i1_o1", "d1")[-1] == f'add rule ip6 {T} i1_o1 dup to ip6 daddr device "d1"'
+
+
+def test_group_rules_any_source_include_exclude_and_upstream_jump_to_output_chains():
     outputs = GroupOutputs(Family.IPV4, G4, (("d1", ANY_SOURCE), ("d2", include(S1)), ("d3", exclude(S2))),
                            ("up0",))
     chain = f"add rule ip {T} i1_gef010101"
-    assert rules.group_rules(V4, T, I1, outputs) == [
+    body = rules.group_rules(V4, T, I1, outputs, OUTPUT_CHAINS)
+    assert body == [
         f"{chain} counter",
-        f'{chain} iifname != "d1" dup to 239.1.1.1 device "d1"',
-        f'{chain} iifname != "d2" ip saddr {{ 10.1.0.2 }} dup to 239.1.1.1 device "d2"',
-        f'{chain} iifname != "d3" ip saddr != {{ 10.1.0.3 }} dup to 239.1.1.1 device "d3"',
-        f'{chain} iifname != @up_i1 dup to 239.1.1.1 device "up0"',
+        f'{chain} iifname != "d1" jump i1_o1',
+        f'{chain} iifname != "d2" ip saddr {{ 10.1.0.2 }} jump i1_o2',
+        f'{chain} iifname != "d3" ip saddr != {{ 10.1.0.3 }} jump i1_o3',
+        f"{chain} iifname != @up_i1 jump i1_o4",
     ]
+    assert not any("device" in rule for rule in body)
 
 
 def test_include_with_no_source_gives_no_rule_and_sources_are_sorted():
     outputs = GroupOutputs(Family.IPV4, G4, (("d1", include()), ("d2", include(S2, S1))))
-    body = rules.group_rules(V4, T, I1, outputs)
+    body = rules.group_rules(V4, T, I1, outputs, OUTPUT_CHAINS)
     assert len(body) == 2
     assert "ip saddr { 10.1.0.2, 10.1.0.3 }" in body[1]
 
@@ -93,13 +108,13 @@ def test_include_with_no_source_gives_no_rule_and_sources_are_sorted():
 def test_ipv6_group_rules_use_ip6_words():
     source = ipaddress.ip_address("fd01::2")
     outputs = GroupOutputs(Family.IPV6, G6, (("d1", include(source)),))
-    assert rules.group_rules(V6, T, I1, outputs)[1].endswith(
-        'iifname != "d1" ip6 saddr { fd01::2 } dup to ff0e::101 device "d1"')
+    assert rules.group_rules(V6, T, I1, outputs, OUTPUT_CHAINS)[1].endswith(
+        'iifname != "d1" ip6 saddr { fd01::2 } jump i1_o1')
 
 
 def test_installing_a_group_is_one_batch_chain_first_map_element_last():
     outputs = GroupOutputs(Family.IPV4, G4, (("d1", ANY_SOURCE),))
-    commands = rules.install_group_commands(V4, T, I1, outputs)
+    commands = rules.install_group_commands(V4, T, I1, outputs, OUTPUT_CHAINS)
     assert commands[:2] == [f"add chain ip {T} i1_gef010101", f"flush chain ip {T} i1_gef010101"]
     assert commands[-1] == f"add element ip {T} groups_i1 {{ 239.1.1.1 : goto i1_gef010101 }}"
 
@@ -120,12 +135,13 @@ def test_interfaces_enter_the_dispatch_map_and_upstreams_the_upstream_set():
 
 
 def test_closing_an_instance_removes_references_before_what_they_refer_to():
-    commands = rules.close_instance_commands(V4, T, I1, ["up0"], [G4])
+    commands = rules.close_instance_commands(V4, T, I1, ["up0"], [G4], ["i1_o4"])
     assert commands == [
         f'delete element ip {T} ifaces {{ "up0" }}',
         f"delete chain ip {T} i1",
         f"delete map ip {T} groups_i1",
         f"delete chain ip {T} i1_gef010101",
+        f"delete chain ip {T} i1_o4",
         f"delete set ip {T} src_i1",
         f"delete set ip {T} up_i1",
     ]

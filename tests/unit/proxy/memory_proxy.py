@@ -109,13 +109,15 @@ class MemoryProxy:
         return self.sockets[family]
 
     def links_changed(self) -> None:
-        """What the reactor does when the netlink monitor is readable."""
+        """What the reactor does when the netlink monitor is readable (to the end of its turn)."""
         self.proxy._read_interface_events()
+        self.reactor.advance(0)
 
     def deliver(self) -> None:
-        """What the reactor does when the packet sockets are readable."""
+        """What the reactor does when the packet sockets are readable (to the end of its turn)."""
         self.proxy.receiver.read_igmp()
         self.proxy.receiver.read_mld()
+        self.reactor.advance(0)
 
     def igmp_report(self, link: str, records: list[GroupRecord], source: str = "10.9.9.9") -> None:
         info = self.host.links[link]

@@ -16,6 +16,8 @@ from mcproxy_pmip.config import parse_config
 from mcproxy_pmip.control.protocol import CommandError
 from mcproxy_pmip.dataplane.port import PlaneLimitReached, Role, SourceFilter
 from mcproxy_pmip.proxy.api import ProxyApi
+from mcproxy_pmip.kernel.igmp_socket import ReceivedIgmp
+from mcproxy_pmip.wire import igmp
 from mcproxy_pmip.wire.records import FilterMode
 from tests.unit.proxy.memory_proxy import MemoryProxy, exclude_none, include, leave
 
@@ -53,6 +55,22 @@ def test_report_goes_upstream_at_once_and_the_plane_forwards_the_group(run: Memo
     assert plane.forward(Family.IPV4, S1, G4, "up0") == {"d1"}
     assert plane.forward(Family.IPV4, S1, G4, "d2") == {"up0", "d1"}
     assert plane.forward(Family.IPV4, S1, G4, "d1") == {"up0"}, "never back to the incoming link"
+
+
+def test_groups_changed_in_one_reactor_turn_reach_the_plane_in_one_call(run: MemoryProxy) -> None:
+    plane = run.plane.instances["p"]
+    plane.batches.clear()
+    socket = run.sockets[Family.IPV4]
+    for index, link in enumerate(("d1", "d2", "d1")):
+        payload = igmp.build(igmp.IgmpV3Report((exclude_none(f"239.1.1.{index + 1}"),)))
+        socket.inject(ReceivedIgmp(run.host.links[link].ifindex, ipaddress.IPv4Address("10.9.9.9"),
+                                   ipaddress.IPv4Address("224.0.0.22"), 1, True, payload))
+    run.proxy.receiver.read_igmp()
+    assert plane.batches == [], "nothing before the turn ends"
+    run.reactor.advance(0)
+    groups = [ipaddress.ip_address(f"239.1.1.{n}") for n in (1, 2, 3)]
+    assert plane.batches == [[(Family.IPV4, group) for group in groups]]
+    assert set(plane.groups) == {(Family.IPV4, group) for group in groups}
 
 
 def test_source_specific_join_gives_an_include_filter(run: MemoryProxy) -> None:
