@@ -12,10 +12,11 @@ interface's number within it::
         ip ttl <= 1 return                            # nf_dup does not drop TTL 0 itself
         ip daddr 224.0.0.0/24 return                  # link-local scope (RFC 4605 §6)
         iifname vmap @ifaces }
-      set src_iN { type ipv4_addr . ipv4_addr; flags dynamic,timeout; timeout 180s; size 65536; counter; }
+      set src_iN { type ifname . ipv4_addr . ipv4_addr; flags dynamic,timeout; timeout 180s;
+                   size 65536; counter; }             # per (iif, S, G)
       map groups_iN { type ipv4_addr : verdict; }     # group -> goto its group chain
       set up_iN { type ifname; }                      # the instance's upstreams
-      chain iN { update @src_iN { ip saddr . ip daddr }   # per-(S,G) counters, kernel-side expiry
+      chain iN { update @src_iN { iifname . ip saddr . ip daddr }   # counters, kernel-side expiry
                  ip daddr vmap @groups_iN
                  iifname != @up_iN jump iN_oU }        # no entry: RFC 4605 §4.2 default upstream
       chain iN_oK { dup to ip daddr device "d" }      # the one rule naming interface d
@@ -137,7 +138,7 @@ def instance_commands(syntax: FamilySyntax, table: str, names: InstanceNames,
                       default_upstreams: Iterable[str]) -> list[str]:
     """Create one instance's sets, maps and chain."""
     t = f"{syntax.nft} {table}"
-    key = f"{syntax.address_type} . {syntax.address_type}"
+    key = f"ifname . {syntax.address_type} . {syntax.address_type}"
     return [
         f"add set {t} {names.sources} {{ type {key}; flags dynamic,timeout; timeout {IDLE_INTERVAL}s; "
         f"size {SOURCE_SET_SIZE}; counter; }}",
@@ -155,7 +156,7 @@ def instance_chain_commands(syntax: FamilySyntax, table: str, names: InstanceNam
     chain = f"add rule {t} {names.chain}"
     return [
         f"flush chain {t} {names.chain}",
-        f"{chain} update @{names.sources} {{ {syntax.saddr} . {syntax.daddr} }}",
+        f"{chain} update @{names.sources} {{ iifname . {syntax.saddr} . {syntax.daddr} }}",
         f"{chain} {syntax.daddr} vmap @{names.groups}",
         *(f"{chain} iifname != @{names.upstreams} jump {output}" for output in default_outputs),
     ]

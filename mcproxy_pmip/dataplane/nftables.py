@@ -377,7 +377,7 @@ class NftInstancePlane:
     # -- reading ------------------------------------------------------------------------------
 
     def routes(self) -> list[RouteRow]:
-        """Per group its counter (source None), then per (S,G) seen its counter; one list call per family."""
+        """Per group its counter (source None), then per (iif, S, G) seen its counter; one list call per family."""
         groups: list[RouteRow] = []
         sources: list[RouteRow] = []
         chains = {self.names.group_chain(group): (family, group) for family, group in self._installed}
@@ -388,7 +388,7 @@ class NftInstancePlane:
                     counter = _counter(rule.get("expr", ())[:1])
                     if counter is not None:
                         key = chains[rule["chain"]]
-                        groups.append(RouteRow(family, key[1], None, None, self._oifs(key, None), *counter))
+                        groups.append(RouteRow(family, key[1], None, None, self._group_oifs(key), *counter))
                 found = item.get("set")
                 if found is not None and found.get("name") == self.names.sources:
                     sources.extend(self._source_rows(family, found.get("elem", ())))
@@ -401,21 +401,30 @@ class NftInstancePlane:
             body = element.get("elem", element) if isinstance(element, dict) else element
             value = body.get("val") if isinstance(body, dict) else None
             concat = value.get("concat") if isinstance(value, dict) else None
-            if not concat or len(concat) != 2:
+            if not concat or len(concat) != 3:
                 continue
-            source, group = ip_address(concat[0]), ip_address(concat[1])
+            iif, source, group = concat[0], ip_address(concat[1]), ip_address(concat[2])
             packets, octets = _counter([body]) or (None, None)
-            rows.append(RouteRow(family, group, source, None, self._oifs((family, group), source), packets, octets))
+            rows.append(RouteRow(family, group, source, iif, self._oifs((family, group), source, iif),
+                                 packets, octets))
         return rows
 
-    def _oifs(self, key: GroupKey, source: IPAddress | None) -> tuple[str, ...]:
-        """Where a group's data goes (upstreams: for data from a downstream); filtered by ``source``."""
+    def _group_oifs(self, key: GroupKey) -> tuple[str, ...]:
+        """Every interface a group's data can go to (upstreams: only for data from a downstream)."""
         outputs = self._installed.get(key)
         if outputs is None:
             return self._defaults.get(key[0], ())
+        return tuple(name for name, _ in outputs.downstreams) + outputs.upstreams
+
+    def _oifs(self, key: GroupKey, source: IPAddress, iif: str) -> tuple[str, ...]:
+        """Where the rules send (``source``, group) data arriving on ``iif``."""
+        from_downstream = self._roles.get(iif) is Role.DOWNSTREAM
+        outputs = self._installed.get(key)
+        if outputs is None:
+            return self._defaults.get(key[0], ()) if from_downstream else ()
         downstreams = tuple(name for name, source_filter in outputs.downstreams
-                            if source is None or source_filter.passes(source))
-        return downstreams + outputs.upstreams
+                            if name != iif and source_filter.passes(source))
+        return downstreams + (outputs.upstreams if from_downstream else ())
 
     def age(self, now: float) -> None:
         """Nothing: the kernel expires idle (S,G) entries of the counter set itself."""

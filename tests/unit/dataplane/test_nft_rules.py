@@ -55,12 +55,12 @@ def test_ipv6_table_skips_hop_limit_1_and_scopes_0_to_2_whatever_the_flags():
 
 def test_instance_chain_counts_sources_dispatches_groups_then_sends_the_rest_upstream():
     commands = rules.instance_commands(V4, T, I1, ("i1_o1",))
-    assert commands[0] == (f"add set ip {T} src_i1 {{ type ipv4_addr . ipv4_addr; flags dynamic,timeout; "
+    assert commands[0] == (f"add set ip {T} src_i1 {{ type ifname . ipv4_addr . ipv4_addr; flags dynamic,timeout; "
                            f"timeout 180s; size 65536; counter; }}")
     assert f"add map ip {T} groups_i1 {{ type ipv4_addr : verdict; }}" in commands
     assert f"add set ip {T} up_i1 {{ type ifname; }}" in commands
     assert commands[-4:] == [f"flush chain ip {T} i1",
-                             f"add rule ip {T} i1 update @src_i1 {{ ip saddr . ip daddr }}",
+                             f"add rule ip {T} i1 update @src_i1 {{ iifname . ip saddr . ip daddr }}",
                              f"add rule ip {T} i1 ip daddr vmap @groups_i1",
                              f"add rule ip {T} i1 iifname != @up_i1 jump i1_o1"]
 
@@ -68,7 +68,7 @@ def test_instance_chain_counts_sources_dispatches_groups_then_sends_the_rest_ups
 def test_instance_chain_without_default_upstreams_sends_nothing_upstream():
     commands = rules.instance_chain_commands(V6, T, I1, ())
     assert not any("jump" in command or "dup" in command for command in commands)
-    assert f"add rule ip6 {T} i1 update @src_i1 {{ ip6 saddr . ip6 daddr }}" in commands
+    assert f"add rule ip6 {T} i1 update @src_i1 {{ iifname . ip6 saddr . ip6 daddr }}" in commands
 
 
 OUTPUT_CHAINS = {"d1": "i1_o1", "d2": "i1_o2", "d3": "i1_o3", "up0": "i1_o4"}
