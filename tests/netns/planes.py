@@ -35,3 +35,10 @@ requires_mroute = _mroute_skip()
 
 PLANES = [pytest.param("nftables", id="nftables"),
           pytest.param("mroute", id="mroute", marks=_mroute_skip())]
+
+
+def nft_text(ns, command: str) -> str:
+    """Run one nft command in namespace ``ns`` through libnftables (no nft CLI needed); its output."""
+    from mcproxy_pmip.kernel.nft import NftContext
+    with ns.entered(), NftContext() as context:
+        return context.run(command)

@@ -20,7 +20,7 @@ import pytest
 from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.wire import igmp
 from mcproxy_pmip.wire.records import GroupRecord, RecordType
-from tests.netns.planes import PLANES
+from tests.netns.planes import PLANES, nft_text
 from tests.netns.netns_fixtures import address, netns_factory  # noqa: F401 (fixture)
 from tests.netns.proxy_harness import (
     DAEMON,
@@ -54,11 +54,16 @@ def yaml_config(downstreams: list[str], table: int | None = None) -> str:
             f"    upstreams: [up0]\n    downstreams: [{', '.join(downstreams)}]\n")
 
 
-def kernel_state(px, table: int | None) -> dict[str, str]:
-    """Everything multicast routing shows in ``px``: MFC entries, rules, vifs (default table).
+def kernel_state(topo, table: int | None) -> dict[str, str]:
+    """Everything the topology's data plane shows in ``px``.
 
-    A table the kernel does not have yet shows as no entries (the kernel never deletes one).
+    mroute: MFC entries, rules, vifs (default table); a table the kernel does
+    not have yet shows as no entries (the kernel never deletes one).
+    nftables: the whole ruleset (the daemon's tables are ``mcproxy_pmip``).
     """
+    px = topo.px
+    if topo.data_plane == "nftables":
+        return {"ruleset": nft_text(px, "list ruleset")}
     which = ["table", str(table)] if table is not None else []
     return {
         "mroute4": px.ip("mroute", "show", *which, check=False),
@@ -105,13 +110,17 @@ def join_and_receive(topo, families=FAMILIES, host_index: int = 0) -> dict:
 @pytest.mark.parametrize("table", [None, 10], ids=["default-table", "table-10"])
 def test_sigterm_removes_vifs_entries_rules_and_socket(topo, table) -> None:
     """SCENARIOS 17: after SIGTERM the exit status is 0 and the kernel looks as before the start."""
-    before = kernel_state(topo.px, table)
+    before = kernel_state(topo, table)
     config = "protocol IGMPv3;\nprotocol MLDv2;\n" + \
         f"pinstance p{f'({table})' if table else ''}: up0 ==> d1 d2;\n"
     daemon = topo.start_daemon(config)
     join_and_receive(topo)
-    running = kernel_state(topo.px, table)
-    for family in FAMILIES:
+    running = kernel_state(topo, table)
+    for family in FAMILIES if topo.data_plane == "nftables" else ():
+        nft = "ip" if family is Family.IPV4 else "ip6"
+        assert f"table {nft} mcproxy_pmip" in running["ruleset"], running
+        assert GROUP[family] in running["ruleset"], f"no {family.name} group entry while running"
+    for family in FAMILIES if topo.data_plane == "mroute" else ():
         key = "mroute4" if family is Family.IPV4 else "mroute6"
         assert GROUP[family] in running[key], f"no {family.name} MFC entry while running:\n{running[key]}"
         if table is None:
@@ -122,7 +131,7 @@ def test_sigterm_removes_vifs_entries_rules_and_socket(topo, table) -> None:
     assert os.path.exists(daemon.control)
 
     assert daemon.stop(signal.SIGTERM) == 0, daemon.log()[-3000:]
-    assert kernel_state(topo.px, table) == before, daemon.log()[-3000:]
+    assert kernel_state(topo, table) == before, daemon.log()[-3000:]
     assert not os.path.exists(daemon.control), "the control socket file is left behind"
     assert "daemon_stopped exit=0" in daemon.log()
 
@@ -132,9 +141,21 @@ def test_restart_after_kill9_clears_leftovers(topo) -> None:
     config = "protocol IGMPv3;\nprotocol MLDv2;\npinstance p(10): up0 ==> d1 d2;\n"
     first = topo.start_daemon(config, name="first")
     receivers = join_and_receive(topo)
-    running = kernel_state(topo.px, 10)
+    running = kernel_state(topo, 10)
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
-    crashed = kernel_state(topo.px, 10)
+    crashed = kernel_state(topo, 10)
+    if topo.data_plane == "nftables":
+        assert f"pid {first.process.pid}" in crashed["ruleset"], \
+            "kill -9 should leave the tables (the premise of this test)"
+        for sock in receivers.values():
+            sock.close()
+        second = topo.start_daemon(config, name="second")
+        assert second.log().count("nft_leftover_table_deleted") == 2, second.log()[-3000:]
+        assert f"pid {second.process.pid}" in kernel_state(topo, 10)["ruleset"]
+        join_and_receive(topo)
+        assert second.stop() == 0
+        assert "mcproxy_pmip" not in kernel_state(topo, 10)["ruleset"]
+        return
     for family in FAMILIES:
         assert our_rules(crashed, family, 10) == our_rules(running, family, 10), \
             f"kill -9 should leave the {family.name} rules (the premise of this test)"
@@ -142,14 +163,14 @@ def test_restart_after_kill9_clears_leftovers(topo) -> None:
         sock.close()
 
     second = topo.start_daemon(config, name="second")
-    restarted = kernel_state(topo.px, 10)
+    restarted = kernel_state(topo, 10)
     for family in FAMILIES:
         assert len(our_rules(restarted, family, 10)) == 6, \
             f"{family.name}: old rules not cleared or new ones missing:\n{restarted}"
     assert second.log().count("leftovers_mrule_deleted") == 12, second.log()[-3000:]
     join_and_receive(topo)
     assert second.stop() == 0
-    stopped = kernel_state(topo.px, 10)
+    stopped = kernel_state(topo, 10)
     assert not our_rules(stopped, Family.IPV4, 10) and not our_rules(stopped, Family.IPV6, 10), stopped
 
 
@@ -176,6 +197,11 @@ def test_two_instances_two_tables_keep_streams_apart(netns_factory, topo, family
     time.sleep(QUIET_WINDOW)
     assert set(received(at_h1)) == {b"from-a"}
     assert set(received(at_h2)) == {b"from-b"}
+    if topo.data_plane == "nftables":
+        listing = nft_text(topo.px, f"list map {'ip' if family is Family.IPV4 else 'ip6'} mcproxy_pmip ifaces")
+        for name, chain in (("up0", "i1"), ("d1", "i1"), ("up1", "i2"), ("d2", "i2")):
+            assert f'"{name}" : goto {chain}' in listing, listing
+        return
     version = [] if family is Family.IPV4 else ["-6"]
     table_10 = topo.px.ip(*version, "mroute", "show", "table", "10")
     table_11 = topo.px.ip(*version, "mroute", "show", "table", "11")
@@ -270,22 +296,31 @@ def run_cli(topo, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_bad_config_exits_2_before_touching_the_kernel(topo) -> None:
-    before = kernel_state(topo.px, 10)
+    before = kernel_state(topo, 10)
     conf = os.path.join(topo.tmp, "bad.conf")
     with open(conf, "w", encoding="utf-8") as handle:
         handle.write("pinstance a(10): up0 ==> d1;\npinstance b(10): up0 ==> d2;\n")
     result = run_cli(topo, "-f", conf, "--control", os.path.join(topo.tmp, "bad.sock"))
     assert result.returncode == 2, result.stderr
     assert f"{conf}:2:" in result.stderr, result.stderr
-    assert kernel_state(topo.px, 10) == before
+    assert kernel_state(topo, 10) == before
     assert not os.path.exists(os.path.join(topo.tmp, "bad.sock"))
 
 
 def test_kernel_check_in_a_namespace(topo) -> None:
+    """``-c`` in a fresh namespace: exit 0, the packet I/O and the plane under test usable, every row ok."""
     result = run_cli(topo, "-c")
     assert result.returncode == 0, result.stdout + result.stderr
-    rows = result.stdout.splitlines()
-    assert rows and all(row.startswith("ok") for row in rows), result.stdout
+    sections = {}
+    for row in result.stdout.splitlines():
+        if not row.startswith(" "):
+            heading = row.split(":")[0]
+            sections[heading] = [row]
+        else:
+            sections[heading].append(row)
+    for part in ("packet I/O", f"{topo.data_plane} plane"):
+        assert sections[part][0] == f"{part}: usable", result.stdout
+        assert all(row.strip().startswith("ok") for row in sections[part][1:]), result.stdout
 
 
 def test_reset_rp_filter_and_restore_on_exit(topo) -> None:

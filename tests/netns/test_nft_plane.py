@@ -28,8 +28,9 @@ from mcproxy_pmip.addresses import Family, IPAddress
 from mcproxy_pmip.dataplane.nftables import NftablesPlane
 from mcproxy_pmip.dataplane.port import ANY_SOURCE, GroupOutputs, PlaneUnavailable, Role, SourceFilter
 from mcproxy_pmip.errors import KernelError, McproxyError
-from mcproxy_pmip.kernel.nft import LIBRARY, NftContext
+from mcproxy_pmip.kernel.nft import LIBRARY
 from mcproxy_pmip.wire.records import FilterMode
+from tests.netns.planes import nft_text
 from tests.netns.netns_fixtures import Netns, address, netns_factory, veth  # noqa: F401 (fixture)
 
 
@@ -144,16 +145,6 @@ def pending(sock: socket.socket) -> list[bytes]:
     while select.select([sock], [], [], 0)[0]:
         got.append(sock.recv(2048))
     return got
-
-
-def nft_text(ns: Netns, command: str) -> str:
-    """Run one nft command in ``ns`` through the library (no nft CLI needed); its output."""
-    with ns.entered():
-        context = NftContext()
-        try:
-            return context.run(command)
-        finally:
-            context.close()
 
 
 def start(plane: NftablesPlane, ns: Netns) -> None:

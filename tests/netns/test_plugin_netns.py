@@ -27,7 +27,7 @@ from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.control.client import ControlError
 from mcproxy_pmip.wire import rfc7411
 from mcproxy_pmip.wire.records import GroupRecord, RecordType
-from tests.netns.planes import PLANES
+from tests.netns.planes import PLANES, nft_text
 from tests.netns.netns_fixtures import Netns, netns_factory  # noqa: F401 (fixture)
 from tests.netns.proxy_harness import (ETH_P_ALL, UP_SOURCE, Daemon, ProxyTopology,
                                        build_proxy_topology, parse_frame, send_until, wait_for)
@@ -183,6 +183,13 @@ def test_context_attach_joins_upstream_before_the_silent_mn(plugin_topology) -> 
     access.close()
 
 
+def kernel_forwarding(topo: ProxyTopology, table: str) -> str:
+    """The kernel's IPv4 forwarding state on the topology's plane: the MRT table, or our nft table."""
+    if topo.data_plane == "nftables":
+        return nft_text(topo.px, "list table ip mcproxy_pmip")
+    return topo.px.ip("mroute", "show", "table", table)
+
+
 def test_detach_removes_vif_and_outputs_and_leaves_upstream(plugin_topology) -> None:
     topo, daemon = plugin_topology
     family, group = Family.IPV4, GROUP[Family.IPV4]
@@ -192,14 +199,14 @@ def test_detach_removes_vif_and_outputs_and_leaves_upstream(plugin_topology) -> 
     send_until(topo.sender(family), group, receiver, 5, "data at mn1 through d1")
     assert "d1" in daemon.request("routes")[0]["oifs"]
     table = str(daemon.request("instances")[0]["table"])
-    assert "d1" in topo.px.ip("mroute", "show", "table", table), "the kernel entry lacks d1"
+    assert "d1" in kernel_forwarding(topo, table), "the kernel entry lacks d1"
     upstream = TimedCapture(topo.up, "u0")
     reply = daemon.request("binding", event="detach", mn_id="mn1")
     assert (reply["removed_downstream"], reply["removed_instance"]) == (True, False)
     assert [r["downstreams"] for r in daemon.request("instances")] == [["d2"]]
     routes = daemon.request("routes")
     assert routes and all("d1" not in r["oifs"] for r in routes), routes
-    kernel = topo.px.ip("mroute", "show", "table", table)
+    kernel = kernel_forwarding(topo, table)
     assert "up0" in kernel and "d1" not in kernel, f"kernel table {table}:\n{kernel}"
     leave = wait_for(lambda: [r for r in report_records(upstream.drain(), family)
                               if r[2] == group and r[1] == 3], 3,
