@@ -2,7 +2,7 @@
 
 SCENARIOS 1-2: IGMP must have TTL 1 and a good checksum (RFC 3376 §4, checked
 by the codec); reports from 0.0.0.0 or another subnet are accepted, the
-interface comes from IP_PKTINFO. MLD must have hop limit 1 and a link-local
+interface is the link the packet socket saw the frame on. MLD must have hop limit 1 and a link-local
 source (RFC 3810 §5.1.14, §5.2.13; reports from :: are dropped). Reports
 without Router Alert are accepted unless configured otherwise (like the
 kernel). Our own host stack's reports (for 224.0.0.22 and friends) are

@@ -2,8 +2,9 @@
 
 ``parse(data)`` takes the ICMPv6 message and returns one of the message
 dataclasses or raises ``MalformedPacket``; nothing else escapes. It does not
-check the checksum: the kernel verifies ICMPv6 checksums on raw sockets
-(``verify_checksum`` is there for other paths). ``build(msg, src, dst)``
+check the checksum, which needs the IPv6 addresses: packets read from a
+packet socket are checked with ``verify_checksum`` first
+(``kernel.mld_socket.decode_packet``). ``build(msg, src, dst)``
 fills the checksum over the IPv6 pseudo-header, or leaves it 0 for the kernel
 (``IPV6_CHECKSUM`` on raw ICMPv6 sockets) when no addresses are given.
 
