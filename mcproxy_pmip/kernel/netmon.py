@@ -29,6 +29,7 @@ import errno
 import logging
 import os
 import socket
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,6 +125,8 @@ class InterfaceMonitor:
         self.resync_count = 0
         self._links: dict[int, LinkState] = {}
         self._addresses: dict[int, dict[IPAddress, AddressState]] = {}
+        #: every usable address of the namespace -> on how many links it is
+        self._own: Counter[IPAddress] = Counter()
         #: InterfaceInfo by ifindex and ifindex by name, built on demand, dropped on any change
         self._infos: dict[int, InterfaceInfo] = {}
         self._names: dict[str, int] | None = None
@@ -167,6 +170,7 @@ class InterfaceMonitor:
         for entry in addresses:
             if entry.usable:
                 self._addresses.setdefault(entry.ifindex, {})[entry.address] = entry
+        self._own = Counter(address for entries in self._addresses.values() for address in entries)
         self._forget_infos()
 
     def _forget_infos(self) -> None:
@@ -208,7 +212,7 @@ class InterfaceMonitor:
         Checked namespace-wide, because the host stack may source a report
         from another interface's address when the sending one has none.
         """
-        return any(address in entries for entries in self._addresses.values())
+        return address in self._own
 
     def read_events(self) -> list[InterfaceEvent]:
         """The events queued so far, without blocking (at most ``max_reads`` datagrams)."""
@@ -267,13 +271,15 @@ class InterfaceMonitor:
         if known is None:
             return []
         # The kernel announces each address's removal first; anything left goes silently.
-        self._addresses.pop(link.ifindex, None)
+        self._own -= Counter(self._addresses.pop(link.ifindex, {}))
         return [LinkRemoved(link.ifindex, known.name)]
 
     def _address_added(self, entry: AddressState) -> list[InterfaceEvent]:
         entries = self._addresses.setdefault(entry.ifindex, {})
         known = entries.get(entry.address)
         entries[entry.address] = entry
+        if known is None:
+            self._own[entry.address] += 1
         if known is not None and known.prefixlen == entry.prefixlen:
             return []
         return [AddressAdded(entry.ifindex, entry.address, entry.prefixlen)]
@@ -282,5 +288,6 @@ class InterfaceMonitor:
         known = self._addresses.get(entry.ifindex, {}).pop(entry.address, None)
         if known is None:
             return []
+        self._own -= Counter((entry.address,))
         return [AddressRemoved(entry.ifindex, entry.address, known.prefixlen)]
 

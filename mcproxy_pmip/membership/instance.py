@@ -190,6 +190,10 @@ class InstanceCore:
             actions.extend(self._remerge(now, family, group))
         return actions
 
+    def subscribers(self, family: Family, group: IPAddress) -> tuple[str, ...]:
+        """The downstreams whose membership of ``group`` is not empty (querier rule not applied)."""
+        return tuple(self._subscriptions[family].get(group, ()))
+
     def _note_subscription(self, interface: str, family: Family, group: IPAddress) -> None:
         router = self._routers[family].get(interface)
         state = router.membership(group) if router is not None else None

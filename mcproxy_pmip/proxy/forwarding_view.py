@@ -52,9 +52,7 @@ class InstanceView:
         core = self._core
         allows = core.filters.allows
         downstreams = []
-        for interface, member_family in core.downstreams:
-            if member_family is not family:
-                continue
+        for interface in core.subscribers(family, group):
             router = core.router(interface, family)
             if not (router.is_querier or router.options.forward_when_not_querier):
                 continue

@@ -318,3 +318,14 @@ def test_data_filters_upstream_in_and_downstream_out() -> None:
     assert h.core.outputs(V4, S1, G, "up0") == {"d1"}
     assert h.core.outputs(V4, S2, G, "up0") == frozenset()
     assert h.core.outputs(V4, S3, G, "up0") == {"d1", "d2"}
+
+
+def test_subscribers_are_the_downstreams_with_a_membership_of_the_group() -> None:
+    h = Harness()
+    assert h.core.subscribers(V4, G) == ()
+    h.report("d2", rec(RecordType.CHANGE_TO_EXCLUDE, G))
+    h.report("d1", rec(RecordType.ALLOW_NEW_SOURCES, G, S1))
+    assert sorted(h.core.subscribers(V4, G)) == ["d1", "d2"]
+    h.report("d2", rec(RecordType.CHANGE_TO_INCLUDE, G))
+    h.advance(3.0)
+    assert h.core.subscribers(V4, G) == ("d1",), "d2 left after the last member queries"
