@@ -28,8 +28,8 @@ from mcproxy_pmip.membership.timers import PMIPV6_TIMERS, Timers
 from mcproxy_pmip.wire.records import GroupRecord, RecordType
 
 __all__ = [
-    "ENTRY_POINT_GROUP", "EVENT_NAMES", "INSTANCE_CREATED", "INSTANCE_REMOVED", "INTERFACE_DOWN",
-    "INTERFACE_UP", "MEMBERSHIP_CHANGED", "Arguments", "CommandError", "CommandHandler",
+    "DOWNSTREAM_REMOVED", "ENTRY_POINT_GROUP", "EVENT_NAMES", "INSTANCE_CREATED", "INSTANCE_REMOVED",
+    "INTERFACE_DOWN", "INTERFACE_UP", "MEMBERSHIP_CHANGED", "Arguments", "CommandError", "CommandHandler",
     "ConfigError", "ConfigProblem", "Family", "FamilyRecords", "GroupRecord", "McproxyError", "PMIPV6_TIMERS", "Plugin", "PluginError",
     "ProxyEvent", "ProxyFacade", "RecordType", "Timers", "available_plugins",
     "collect_commands", "load_plugin",
@@ -45,8 +45,9 @@ INTERFACE_UP = "interface-up"
 INTERFACE_DOWN = "interface-down"
 INSTANCE_CREATED = "instance-created"
 INSTANCE_REMOVED = "instance-removed"
+DOWNSTREAM_REMOVED = "downstream-removed"
 EVENT_NAMES = frozenset({MEMBERSHIP_CHANGED, INTERFACE_UP, INTERFACE_DOWN,
-                         INSTANCE_CREATED, INSTANCE_REMOVED})
+                         INSTANCE_CREATED, INSTANCE_REMOVED, DOWNSTREAM_REMOVED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,9 @@ class ProxyEvent:
     (None for interface events not tied to one). ``interface``: the interface
     concerned, if any. ``family`` / ``group``: set for ``membership-changed``
     (the merged membership of ``group`` in ``instance`` changed).
+    ``downstream-removed`` names the instance and the interface taken out of
+    it by ``remove_downstream``, whoever called it (a plugin or the
+    operator's ``del-downstream``).
     """
 
     name: str
@@ -111,7 +115,8 @@ class ProxyFacade(Protocol):
 
     def remove_downstream(self, instance: str, interface: str) -> None:
         """Remove a downstream at once: its membership state, vif and MFC outputs go,
-        and the upstream is told (state-change report) if the merged state changed."""
+        and the upstream is told (state-change report) if the merged state changed.
+        Subscribers of ``downstream-removed`` hear of it before the call returns."""
 
     def export_records(self, instance: str, interface: str) -> list[FamilyRecords]:
         """The downstream's current state per family as IS_IN / IS_EX records

@@ -17,7 +17,9 @@ from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.config.model import InstanceConfig
 from mcproxy_pmip.control.protocol import CommandError
 from mcproxy_pmip.membership.timers import Timers
-from mcproxy_pmip.plugin import EVENT_NAMES, ProxyEvent
+from mcproxy_pmip.plugin import (
+    DOWNSTREAM_REMOVED, EVENT_NAMES, INSTANCE_CREATED, INSTANCE_REMOVED, ProxyEvent,
+)
 from mcproxy_pmip.proxy.instance import ProxyInstance
 from mcproxy_pmip.proxy.proxy import Proxy
 from mcproxy_pmip.proxy.status import group_rows, instance_row, route_rows
@@ -58,7 +60,7 @@ class ProxyApi:
         name = f"pmip-{upstream_if}"
         self.proxy.start_instance(InstanceConfig(name=name, upstreams=(upstream_if,), timers=timers_profile))
         self.created.add(name)
-        self.proxy.emit(ProxyEvent("instance-created", name, upstream_if))
+        self.proxy.emit(ProxyEvent(INSTANCE_CREATED, name, upstream_if))
         return name
 
     def remove_instance(self, name: str) -> bool:
@@ -66,7 +68,7 @@ class ProxyApi:
             return False
         self.proxy.stop_instance(name)
         self.created.discard(name)
-        self.proxy.emit(ProxyEvent("instance-removed", name))
+        self.proxy.emit(ProxyEvent(INSTANCE_REMOVED, name))
         return True
 
     def add_downstream(self, instance: str, interface: str) -> None:
@@ -84,6 +86,7 @@ class ProxyApi:
             self._instance(instance).remove_downstream(interface)
         except ValueError as exc:
             raise CommandError("unknown-interface", str(exc)) from exc
+        self.proxy.emit(ProxyEvent(DOWNSTREAM_REMOVED, instance, interface))
 
     def export_records(self, instance: str, interface: str) -> list[tuple[Family, int, tuple[GroupRecord, ...]]]:
         return self._instance(instance).export_records(interface)

@@ -20,8 +20,8 @@ from typing import Any
 from twisted.internet.error import CannotListenError
 
 from mcproxy_pmip.plugin import (
-    INSTANCE_REMOVED, PMIPV6_TIMERS, Arguments, CommandError, CommandHandler, ConfigError,
-    ConfigProblem, ProxyFacade, Timers,
+    DOWNSTREAM_REMOVED, INSTANCE_REMOVED, PMIPV6_TIMERS, Arguments, CommandError, CommandHandler,
+    ConfigError, ConfigProblem, ProxyFacade, Timers,
 )
 from mcproxy_pmip.wire import rfc7411
 from mcproxy_pmip_plugins.pmipv6.bindings import BindingTable, parse_binding_event
@@ -172,6 +172,7 @@ class Pmipv6Plugin:
             self._port = self._listen(facade.reactor, config, channel)
         self._table, self._channel = table, channel
         self._unsubscribe.append(facade.subscribe(INSTANCE_REMOVED, table.forget_instance))
+        self._unsubscribe.append(facade.subscribe(DOWNSTREAM_REMOVED, table.forget_downstream))
         if config.event_source == "netlink":
             self._source = NetlinkBindingSource(facade.reactor, config.tunnel_for_access,
                                                 channel.handle, config.netns)

@@ -9,9 +9,14 @@ detached (``MobileNodeDetached``); lifetime expiry on ``facade.clock`` acts
 as a detach.
 
 Rules kept here:
-- The first MN of a tunnel creates its instance (``find_or_create_instance``);
-  the last one leaving removes it when ``remove_empty_instance`` is set.
+- The first MN of a tunnel creates its instance (``find_or_create_instance``,
+  asked at every join: the facade knows the tunnel's instance); the last one
+  leaving removes it when ``remove_empty_instance`` is set (the facade
+  refuses to remove an instance it did not create).
 - An access link is a downstream while at least one bound MN uses it.
+- Proxy state changed by someone else is followed, never undone: a removed
+  instance (``instance-removed``) or access link (``downstream-removed``, the
+  operator's ``del-downstream``) drops the bindings that used it.
 - Every event is idempotent: a repeated attach re-arms the lifetime and
   reports ``changed: false``.
 - An attach of a known MN on another access link or tunnel, without a detach
@@ -24,7 +29,7 @@ Rules kept here:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -186,7 +191,7 @@ class BindingTable:
         self._remove_empty_instance = remove_empty_instance
         self._codec = codec
         self._bindings: dict[str, Binding] = {}
-        self._instances: dict[str, str] = {}
+        self._removing: set[tuple[str, str]] = set()
 
     # -- queries
 
@@ -201,10 +206,6 @@ class BindingTable:
         """(access_if, tunnel_if) of the MN's binding, None when it has none."""
         binding = self._bindings.get(mn_id)
         return None if binding is None else (binding.access_if, binding.tunnel_if)
-
-    def instances(self) -> dict[str, str]:
-        """The instances this table uses, by tunnel interface."""
-        return dict(self._instances)
 
     # -- events
 
@@ -227,11 +228,15 @@ class BindingTable:
             result["changed"] = (binding.lma, binding.hnp) != (event.lma, event.hnp)
             binding.lma, binding.hnp = event.lma, event.hnp
         else:
+            left: list[str] = []
             if existing is not None:
                 carried = self._leave_for_move(existing, keep_records=not imports)
                 result["moved_from"] = {"access_if": existing.access_if, "tunnel_if": existing.tunnel_if}
-            binding = self._join(event)
-            self._collect_instances()
+                left.append(existing.instance)
+            try:
+                binding = self._join(event)
+            finally:
+                self._collect_instances(left)
             result["changed"] = True
         binding.lifetime = event.lifetime
         self._arm_expiry(binding)
@@ -246,15 +251,13 @@ class BindingTable:
 
     def _join(self, event: MobileNodeAttached) -> Binding:
         """Make the MN's access link a downstream of its tunnel's instance; record the binding."""
+        instance = None
         try:
-            instance = self._instances.get(event.tunnel_if)
-            if instance is None:
-                instance = self._facade.find_or_create_instance(event.tunnel_if, self._profile)
-                self._instances[event.tunnel_if] = instance
+            instance = self._facade.find_or_create_instance(event.tunnel_if, self._profile)
             if not self._link_users(event.tunnel_if, event.access_if):
                 self._facade.add_downstream(instance, event.access_if)
         except McproxyError as exc:
-            self._collect_instances()
+            self._collect_instances([] if instance is None else [instance])
             raise CommandError(PROXY_ERROR, f"attach of {event.mn_id} failed: {exc}") from exc
         binding = Binding(event.mn_id, event.access_if, event.tunnel_if, instance,
                           event.lma, event.hnp, event.lifetime)
@@ -269,7 +272,7 @@ class BindingTable:
             carried = list(self._facade.export_records(binding.instance, binding.access_if))
         self._forget(binding)
         if sole_user:
-            self._facade.remove_downstream(binding.instance, binding.access_if)
+            self._remove_downstream(binding)
         return carried
 
     def _refresh(self, event: BindingRefreshed) -> dict[str, Any]:
@@ -293,9 +296,9 @@ class BindingTable:
                   "removed_downstream": removed_downstream, "removed_instance": False}
         try:
             if removed_downstream:
-                self._facade.remove_downstream(binding.instance, binding.access_if)
+                self._remove_downstream(binding)
         finally:
-            result["removed_instance"] = binding.instance in self._collect_instances()
+            result["removed_instance"] = binding.instance in self._collect_instances([binding.instance])
         log.info("binding-detach mn=%s reason=%s access_if=%s instance=%s removed_downstream=%s",
                  mn_id, reason, binding.access_if, binding.instance, removed_downstream)
         return result
@@ -324,9 +327,21 @@ class BindingTable:
             log.warning("binding-dropped mn=%s reason=instance-removed instance=%s",
                         binding.mn_id, binding.instance)
             self._forget(binding)
-        for tunnel, instance in list(self._instances.items()):
-            if instance == event.instance:
-                del self._instances[tunnel]
+
+    def forget_downstream(self, event: ProxyEvent) -> None:
+        """An access link was removed by someone else (operator ``del-downstream``): drop the
+        bindings on it, and their instance when it has none left (``remove_empty_instance``).
+        The events of the table's own removals are ignored."""
+        if (event.instance, event.interface) in self._removing:
+            return
+        dropped = [b for b in self._bindings.values()
+                   if (b.instance, b.access_if) == (event.instance, event.interface)]
+        for binding in dropped:
+            log.warning("binding-dropped mn=%s reason=downstream-removed instance=%s access_if=%s",
+                        binding.mn_id, binding.instance, binding.access_if)
+            self._forget(binding)
+        if dropped:
+            self._collect_instances([event.instance])
 
     def close(self) -> None:
         """Cancel every lifetime timer (the daemon tears the proxy state down itself)."""
@@ -348,17 +363,24 @@ class BindingTable:
         self._cancel_expiry(binding)
         del self._bindings[binding.mn_id]
 
-    def _collect_instances(self) -> list[str]:
-        """Drop instances no binding uses; returns those the facade removed."""
-        removed = []
-        used = {b.tunnel_if for b in self._bindings.values()}
-        for tunnel, instance in list(self._instances.items()):
-            if tunnel in used or not self._remove_empty_instance:
-                continue
-            del self._instances[tunnel]
-            if self._facade.remove_instance(instance):
-                removed.append(instance)
-        return removed
+    def _remove_downstream(self, binding: Binding) -> None:
+        """Remove the binding's access link, marked as the table's own removal while the
+        facade's ``downstream-removed`` event goes round."""
+        key = (binding.instance, binding.access_if)
+        self._removing.add(key)
+        try:
+            self._facade.remove_downstream(*key)
+        finally:
+            self._removing.discard(key)
+
+    def _collect_instances(self, candidates: Iterable[str]) -> list[str]:
+        """Remove the ``candidates`` no binding uses (with ``remove_empty_instance``); returns
+        those the facade removed (it keeps instances it did not create)."""
+        if not self._remove_empty_instance:
+            return []
+        used = {b.instance for b in self._bindings.values()}
+        return [instance for instance in dict.fromkeys(candidates)
+                if instance not in used and self._facade.remove_instance(instance)]
 
     def _arm_expiry(self, binding: Binding) -> None:
         self._cancel_expiry(binding)

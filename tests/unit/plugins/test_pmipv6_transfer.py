@@ -1,10 +1,10 @@
 """The pmipv6 context channel wired into the plugin (RFC 7411 §3.3): settings, handover-prepare,
 pushed and fetched contexts at attach, the peer side over the real line protocol.
 
-The facade is the fake of conftest.py on a Clock; the reactor a MemoryReactor
-(the server factory is taken from its listenTCP); peer requests go to a fake
-client whose Deferreds the tests fire. transfer_roundtrip.py does the same over
-real TCP.
+The facade is the real one (ProxyApi over a MemoryProxy, real_facade.py) on
+the proxy's Clock; its reactor a MemoryReactor (the server factory is taken
+from its listenTCP); peer requests go to a fake client whose Deferreds the
+tests fire. transfer_roundtrip.py does the same over real TCP.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from mcproxy_pmip.wire import rfc7411
 from mcproxy_pmip.wire.records import GroupRecord, RecordType
 from mcproxy_pmip_plugins.pmipv6 import Pmipv6Plugin, parse_settings
 from mcproxy_pmip_plugins.pmipv6.peers import HOLD_INTERVAL, PeerAddress, PeerError
+from tests.unit.plugins.real_facade import downstreams, upstream_reports
 
 G6 = ipaddress.IPv6Address("ff3e::8000:1")
 S6 = ipaddress.IPv6Address("2001:db8::1")
@@ -76,7 +77,7 @@ class FakeClientPlugin(Pmipv6Plugin):
 
 @pytest.fixture
 def mag(facade):
-    facade.reactor = MemoryReactor()
+    facade.reactor = MemoryReactor()  # listeners and connections; the clock stays the proxy's
     plugin = FakeClientPlugin()
     plugin.start(facade, SETTINGS)
     yield plugin
@@ -106,6 +107,11 @@ def peer_line(facade, request: dict, peer: str = "fd09::2") -> dict:
     protocol.makeConnection(transport)
     protocol.dataReceived(json.dumps(request).encode() + b"\n")
     return json.loads(transport.value())
+
+
+def imported(facade) -> dict:
+    """The records held on acc1 per family, as (version, records)."""
+    return {family: (version, records) for family, version, records in facade.export_records("pmip-tun0", "acc1")}
 
 
 def result_of(d: defer.Deferred):
@@ -205,76 +211,77 @@ def test_handover_prepare_failures_name_the_peer_problem(mag, peer_code, code) -
 # -- attach at the new MAG
 
 
-def test_a_pushed_context_is_imported_at_attach(mag, facade) -> None:
+def test_a_pushed_context_is_imported_at_attach(mag, memory, facade) -> None:
     assert peer_line(facade, {"op": "push", "mn_id": "mn1", "context": context_entries()}) == {"ok": True}
     result = attach(mag)
     assert (result["context"], result["records"], result["context_records"]) == ("pushed", 2, 2)
-    imports = [c for c in facade.calls if c[0] == "import"]
-    assert {(c[3], c[5]) for c in imports} == {(f, r) for f, (_, r) in RECORDS.items()}
-    assert facade.calls.index(("add", "pmip-tun0", "acc1")) < facade.calls.index(imports[0])
+    assert imported(facade) == RECORDS
+    assert upstream_reports(memory, "tun0") == 2, "one report per family leaves at once"
     again = run(mag, "binding", event="attach", mn_id="mn2", access_if="acc2", tunnel_if="tun0")
     assert again["context"] == "none", "a pushed context is used once, by its own MN"
 
 
-def test_a_pushed_context_expires_after_the_hold_interval(mag, facade) -> None:
+def test_a_pushed_context_expires_after_the_hold_interval(mag, memory, facade) -> None:
     peer_line(facade, {"op": "push", "mn_id": "mn1", "context": context_entries()})
     facade.clock.advance(HOLD_INTERVAL)
     assert attach(mag)["context"] == "none"
-    assert not [c for c in facade.calls if c[0] == "import"]
+    assert imported(facade) == {} and upstream_reports(memory, "tun0") == 0
 
 
-def test_a_bad_pushed_context_does_not_stop_the_attach(mag, facade) -> None:
+def test_a_bad_pushed_context_does_not_stop_the_attach(mag, memory, facade) -> None:
     peer_line(facade, {"op": "push", "mn_id": "mn1",
                        "context": [{"family": "ipv4", "code": 9, "payload": "00"}]})
     result = attach(mag)
     assert (result["context"], result["reason"], result["changed"]) == ("unavailable", "bad-context", True)
-    assert facade.downstreams() == {"pmip-tun0": {"acc1"}}
+    assert downstreams(memory) == {"pmip-tun0": {"acc1"}}
 
 
 def test_a_context_given_with_the_event_wins(mag, facade) -> None:
     peer_line(facade, {"op": "push", "mn_id": "mn1", "context": []})
     result = attach(mag, context=context_entries(), previous_mag="mag2")
     assert (result["context"], result["records"]) == ("given", 2)
-    assert client(mag).requests == []
+    assert client(mag).requests == [] and imported(facade) == RECORDS
 
 
-def test_reactive_fetch_runs_after_the_attach_and_imports_the_context(mag, facade) -> None:
+def test_reactive_fetch_runs_after_the_attach_and_imports_the_context(mag, memory, facade) -> None:
     replying = attach(mag, previous_mag="mag2")
     assert client(mag).requests == [("fetch", "mag2", "mn1")]
-    assert facade.downstreams() == {"pmip-tun0": {"acc1"}}, "the attach waited for the fetch"
+    assert downstreams(memory) == {"pmip-tun0": {"acc1"}}, "the attach waited for the fetch"
+    assert len(memory.sent_queries(Family.IPV6, "acc1")) == 1, "the General Query must not wait for the fetch"
     assert not replying.called
     client(mag).pending[0].callback(context_entries())
     result = result_of(replying)
     assert (result["context"], result["records"], result["context_records"]) == ("fetched", 2, 2)
-    assert len([c for c in facade.calls if c[0] == "import"]) == 2
+    assert imported(facade) == RECORDS
 
 
 @pytest.mark.parametrize(("peer_code", "reason"), [
     ("unreachable", "peer-unreachable"), ("timeout", "peer-timeout"), ("unknown-mn", "unknown-mn"),
 ])
-def test_a_failed_fetch_keeps_the_binding(mag, facade, peer_code, reason) -> None:
+def test_a_failed_fetch_keeps_the_binding(mag, memory, peer_code, reason) -> None:
     replying = attach(mag, previous_mag="mag2")
     client(mag).pending[0].errback(PeerError(peer_code, "mag2"))
     result = result_of(replying)
     assert (result["context"], result["reason"], result["records"]) == ("unavailable", reason, 0)
     assert [b["mn_id"] for b in run(mag, "bindings")] == ["mn1"]
+    assert downstreams(memory) == {"pmip-tun0": {"acc1"}}
 
 
-def test_an_unknown_previous_mag_attaches_without_context(mag, facade) -> None:
+def test_an_unknown_previous_mag_attaches_without_context(mag, memory) -> None:
     result = attach(mag, previous_mag="mag9")
     assert (result["context"], result["reason"]) == ("unavailable", "unknown-peer")
-    assert client(mag).requests == [] and facade.downstreams() == {"pmip-tun0": {"acc1"}}
+    assert client(mag).requests == [] and downstreams(memory) == {"pmip-tun0": {"acc1"}}
 
 
-def test_a_fetch_answered_after_the_mn_left_imports_nothing(mag, facade) -> None:
+def test_a_fetch_answered_after_the_mn_left_imports_nothing(mag, memory) -> None:
     replying = attach(mag, previous_mag="mag2")
     run(mag, "binding", event="detach", mn_id="mn1")
     client(mag).pending[0].callback(context_entries())
     assert result_of(replying)["reason"] == "binding-changed"
-    assert not [c for c in facade.calls if c[0] == "import"]
+    assert memory.proxy.instances == {} and upstream_reports(memory, "tun0") == 0
 
 
-def test_a_fetch_answered_after_stop_imports_nothing(facade) -> None:
+def test_a_fetch_answered_after_stop_imports_nothing(memory, facade) -> None:
     facade.reactor = MemoryReactor()
     plugin = FakeClientPlugin()
     plugin.start(facade, SETTINGS)
@@ -282,7 +289,7 @@ def test_a_fetch_answered_after_stop_imports_nothing(facade) -> None:
     plugin.stop()
     client(plugin).pending[0].callback(context_entries())
     assert result_of(replying)["reason"] == "stopped"
-    assert not [c for c in facade.calls if c[0] == "import"]
+    assert imported(facade) == {} and upstream_reports(memory, "tun0") == 0
 
 
 # -- serving peers (old MAG)
