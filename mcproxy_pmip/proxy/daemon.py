@@ -1,12 +1,13 @@
 """Daemon: runs the Proxy, its plugins and the control socket on the global reactor.
 
-Start order: rp_filter (``-r``), the data plane (``--data-plane`` or the
-configuration's ``data_plane``; ``auto`` chooses, and the choice is logged),
-the Proxy (kernel state), the plugins, the control socket; stop in reverse, before the reactor shuts down, so SIGTERM /
-SIGINT leave no vif, MFC entry, rule or socket file behind. SIGHUP re-reads
-the configuration file and applies the difference (a bad file is logged and
-changes nothing). The exit status says how the run ended.
-"""
+The data plane is chosen first (``--data-plane`` or the configuration's
+``data_plane``; ``auto`` chooses, and the choice is logged). The pieces are
+child services of one ``SequentialServices``, started in order: rp_filter
+(``-r``), the Proxy (kernel state), the plugins, the control socket; they
+stop in reverse, before the reactor shuts down, so SIGTERM / SIGINT leave no
+vif, MFC entry, rule or socket file behind. SIGHUP re-reads the
+configuration file and applies the difference (a bad file is logged and
+changes nothing). The exit status says how the run ended."""
 
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ from twisted.internet import defer
 from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.config import load_config
 from mcproxy_pmip.config.model import Config
-from mcproxy_pmip.control.server import ControlService, core_commands
+from mcproxy_pmip.control.server import core_commands
 from mcproxy_pmip.dataplane.choice import choose, open_plane
 from mcproxy_pmip.errors import ConfigError, McproxyError
-from mcproxy_pmip.kernel import sysctl
 from mcproxy_pmip.plugin import collect_commands
+from mcproxy_pmip.proxy.daemon_services import ControlSocket, PluginService, RpFilterReset
+from mcproxy_pmip.proxy.service_sequence import SequentialServices
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +56,7 @@ class Daemon:
         self.exit_code = 0
         self.proxy = None
         self.api = None
-        self.control: ControlService | None = None
-        self.started_plugins: list = []
-        self.rp_filter_previous: dict[str, int] = {}
+        self.services: SequentialServices | None = None
 
     def run(self) -> int:
         from twisted.internet import reactor
@@ -67,27 +67,9 @@ class Daemon:
         return self.exit_code
 
     def _start(self) -> None:
-        from mcproxy_pmip.proxy.api import ProxyApi
-        from mcproxy_pmip.proxy.proxy import Proxy
         try:
-            if self.reset_rp_filter:
-                names = {n for i in self.config.instances for n in i.interfaces}
-                self.rp_filter_previous = sysctl.disable_rp_filter(sorted(names))
-            dynamic = bool(self.plugins)
-            choice = choose(self.data_plane or self.config.data_plane, self.config, dynamic)
-            log.info("data_plane_chosen plane=%s reason=%s", choice.name, choice.reason)
-            self.proxy = Proxy(self.config, self.reactor, open_plane(choice.name, self.config, dynamic),
-                               open_packet_socket, require_router_alert=self.require_router_alert,
-                               seed=self.seed)
-            self.proxy.startService()
-            self.api = ProxyApi(self.proxy, [p.name for p in self.plugins])
-            for plugin in self.plugins:
-                plugin.start(self.api, self._plugin_settings(plugin.name))
-                self.started_plugins.append(plugin)
-            if self.control_path:
-                table = collect_commands(core_commands(self.api), self.started_plugins)
-                self.control = ControlService(self.control_path, table, reactor=self.reactor)
-                self.control.startService()
+            self.services = self._services()
+            self.services.startService()
         except (McproxyError, OSError, ValueError) as exc:
             log.error("start_failed error=%s", exc)
             print(f"mcproxy-pmip: {exc}", file=sys.stderr)
@@ -105,6 +87,29 @@ class Daemon:
                  ",".join(p.name for p in self.plugins) or "-")
         if self.print_status:
             self._status()
+
+    def _services(self) -> SequentialServices:
+        """The daemon's pieces in start order: rp_filter, the Proxy, the plugins, the control socket."""
+        from mcproxy_pmip.proxy.api import ProxyApi
+        from mcproxy_pmip.proxy.proxy import Proxy
+        services = SequentialServices()
+        if self.reset_rp_filter:
+            names = {n for i in self.config.instances for n in i.interfaces}
+            RpFilterReset(sorted(names)).setServiceParent(services)
+        dynamic = bool(self.plugins)
+        choice = choose(self.data_plane or self.config.data_plane, self.config, dynamic)
+        log.info("data_plane_chosen plane=%s reason=%s", choice.name, choice.reason)
+        self.proxy = Proxy(self.config, self.reactor, open_plane(choice.name, self.config, dynamic),
+                           open_packet_socket, require_router_alert=self.require_router_alert,
+                           seed=self.seed)
+        self.proxy.setServiceParent(services)
+        self.api = ProxyApi(self.proxy, [p.name for p in self.plugins])
+        for plugin in self.plugins:
+            PluginService(plugin, self.api, self._plugin_settings(plugin.name)).setServiceParent(services)
+        if self.control_path:
+            ControlSocket(self.control_path, lambda: collect_commands(core_commands(self.api), self.plugins),
+                          self.reactor).setServiceParent(services)
+        return services
 
     def _plugin_settings(self, name: str):
         plugin_config = self.config.plugin(name)
@@ -131,18 +136,6 @@ class Daemon:
 
     @defer.inlineCallbacks
     def _stop(self):
-        if self.control is not None:
-            yield self.control.stopService()
-        for plugin in reversed(self.started_plugins):
-            try:
-                yield defer.maybeDeferred(plugin.stop)
-            except Exception:
-                log.exception("plugin_stop_failed plugin=%s", plugin.name)
-        if self.proxy is not None and self.proxy.running:
-            yield defer.maybeDeferred(self.proxy.stopService)
-        elif self.proxy is not None:
-            for name in list(self.proxy.instances):
-                self.proxy.stop_instance(name)
-        if self.rp_filter_previous:
-            sysctl.restore_rp_filter(self.rp_filter_previous)
+        if self.services is not None:
+            yield self.services.stopService()
         log.info("daemon_stopped exit=%d", self.exit_code)

@@ -1,17 +1,16 @@
 """ProxyInstance: one RFC 4605 proxy (one upstream tunnel, N downstreams) on the reactor.
 
-The IO shell around ``membership.InstanceCore``: it gives each interface to
-the instance's data plane (``dataplane.port.InstancePlane``, which reads the
-core's decisions through ``InstanceView``), tells the packet sockets which
-interfaces to listen on, feeds inbound messages to the core, and carries out
-the core's actions: packets through the ``Sender``, the plane's update on
-``ForwardingChanged`` (every group changed in one reactor turn goes to the
-plane in one ``groups_changed`` call at the end of the turn, so that a burst
-of reports costs the plane one update), traces to the log. An interface is attached all or
-nothing: when the plane refuses it (MRT's 32 vifs), nothing of it stays. Interfaces named in
-the configuration that do not exist yet are waited for, not fatal. A downstream
-that regains carrier (e.g. an access point's link when a mobile node arrives)
-is queried again at once, as at start-up; its state is kept across the outage.
+The IO shell around ``membership.InstanceCore``: it decides which interfaces
+the instance has and when they come and go, and feeds inbound messages and
+context transfers to the core. Its collaborators do the rest:
+``InterfaceAttachments`` gives interfaces to the data plane
+(``dataplane.port.InstancePlane``, which reads the core's decisions through
+``InstanceView``) and the packet sockets, all or nothing;
+``ActionDispatcher`` carries out the core's actions; ``SourceAgeing`` asks
+the plane to forget idle sources. Interfaces named in the configuration that
+do not exist yet are waited for, not fatal. A downstream that regains
+carrier (e.g. an access point's link when a mobile node arrives) is queried
+again at once, as at start-up; its state is kept across the outage.
 """
 
 from __future__ import annotations
@@ -28,11 +27,13 @@ from mcproxy_pmip.config.model import InstanceConfig, RuleMatching
 from mcproxy_pmip.dataplane.port import DataPlane, InstancePlane, PacketSocket, Role
 from mcproxy_pmip.errors import McproxyError
 from mcproxy_pmip.kernel.interfaces import InterfaceInfo
-from mcproxy_pmip.membership.actions import (Action, ForwardingChanged, QuerierChanged, SendQuery,
-                                             SendReport, Trace)
+from mcproxy_pmip.membership.actions import Action
 from mcproxy_pmip.membership.instance import InstanceCore
 from mcproxy_pmip.membership.query import query_from_wire
 from mcproxy_pmip.membership.timers import HostOptions
+from mcproxy_pmip.proxy.ageing import SourceAgeing
+from mcproxy_pmip.proxy.attachments import InterfaceAttachments
+from mcproxy_pmip.proxy.dispatch import ActionDispatcher
 from mcproxy_pmip.proxy.forwarding_view import InstanceView
 from mcproxy_pmip.proxy.receiver import Inbound, ReportReceived
 from mcproxy_pmip.proxy.sender import Sender
@@ -40,9 +41,6 @@ from mcproxy_pmip.proxy.timer_driver import TimerDriver
 from mcproxy_pmip.wire.records import GroupRecord
 
 log = logging.getLogger(__name__)
-
-#: how often the data plane is asked to forget idle sources
-AGEING_INTERVAL = 60.0
 
 
 class ProxyInstance:
@@ -59,10 +57,7 @@ class ProxyInstance:
         self.families = families
         self._plane = plane
         self._clock = clock
-        self._sender = sender
-        self._packets = packets
         self._lookup = lookup
-        self._on_change = on_change
         selection = "all" if config.upstream_forwarding is RuleMatching.ALL else "first"
         self.core = InstanceCore(
             config.name, config.upstreams, RuleFilterPolicy.for_instance(config),
@@ -70,44 +65,43 @@ class ProxyInstance:
             HostOptions(robustness=config.timers.robustness,
                         unsolicited_report_interval=config.timers.unsolicited_report_interval),
             rng, upstream_selection=selection)
+        self._interfaces = InterfaceAttachments(config.name, families, packets)
+        self._dispatcher = ActionDispatcher(config.name, clock, sender, lambda: self.forwarding, on_change)
+        self._ageing = SourceAgeing(clock, lambda: self.forwarding)
         self.driver = TimerDriver(clock, self.core, self.apply)
-        self.forwarding: InstancePlane | None = None
         self.downstreams: list[str] = list(config.downstreams)
-        self.attached: set[str] = set()
-        self._carrier: dict[str, bool] = {}  # IFF_RUNNING of usable interfaces, as last seen
-        self._ifindex: dict[str, int] = {}  # attached interfaces' indexes, kept for when they vanish
-        self._ageing_call = None
-        self._changed_groups: dict[tuple[Family, object], None] = {}
-        self._flush_call = None
 
     # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def forwarding(self) -> InstancePlane | None:
+        return self._interfaces.forwarding
+
+    @property
+    def attached(self) -> set[str]:
+        return self._interfaces.attached
 
     @property
     def table(self) -> int | None:
         return self.forwarding.table if self.forwarding is not None else None
 
     def start(self) -> None:
-        self.forwarding = self._plane.open_instance(self.name, self.families, self.config.table,
-                                                    InstanceView(self.core))
+        self._interfaces.open(self._plane, self.config.table, InstanceView(self.core))
         for name in self.config.upstreams + tuple(self.downstreams):
             self.interface_changed(name)
-        self._ageing_call = self._clock.callLater(AGEING_INTERVAL, self._age)
+        self._ageing.start()
         log.info("instance_started name=%s table=%s upstreams=%s downstreams=%s", self.name,
                  self.table, ",".join(self.config.upstreams), ",".join(self.downstreams))
 
     def stop(self) -> None:
         """Remove the instance's forwarding state at once, then leave its groups upstream."""
-        if self.forwarding is not None:
-            self.forwarding.close()
-            self.forwarding = None
+        self._interfaces.close()
         for name in list(self.downstreams):
             self._detach_downstream(name)
         self.driver.cancel()
-        for call in (self._ageing_call, self._flush_call):
-            if call is not None and call.active():
-                call.cancel()
-        self._changed_groups.clear()
-        self.attached.clear()
+        self._ageing.stop()
+        self._dispatcher.cancel()
+        self._interfaces.release_all()
         log.info("instance_stopped name=%s", self.name)
 
     # -- interfaces ----------------------------------------------------------------------
@@ -123,9 +117,7 @@ class ProxyInstance:
         """Attach ``name`` if it exists and is up; detach it if it went away or down."""
         info = self._lookup(name)
         usable = info is not None and info.up
-        carrier_regained = usable and info.running and not self._carrier.get(name, True)
-        if usable:
-            self._carrier[name] = info.running
+        carrier_regained = usable and self._interfaces.note_carrier(name, info.running)
         if usable and name not in self.attached:
             self._attach(name, info)
         elif carrier_regained and name in self.downstreams:
@@ -138,29 +130,21 @@ class ProxyInstance:
             if name in self.downstreams:
                 self._detach_downstream(name)
             else:
-                self._release_interface(name)
+                self._interfaces.release(name)
         elif not usable:
             log.info("interface_waiting instance=%s interface=%s", self.name, name)
         if usable and name in self.attached and name in self.downstreams:
             self._update_own_addresses(name, info)
 
     def _attach(self, name: str, info: InterfaceInfo) -> None:
-        role = Role.DOWNSTREAM if name in self.downstreams else Role.UPSTREAM
-        try:
-            self.forwarding.add_interface(name, info.ifindex, role)
-        except McproxyError as exc:
-            log.error("interface_attach_failed instance=%s interface=%s error=%s", self.name, name, exc)
-            raise
-        self.attached.add(name)
-        self._ifindex[name] = info.ifindex
-        for family in sorted(self.families):
-            self._packets[family].watch(info.ifindex)
-            if role is Role.DOWNSTREAM:
-                own = info.primary_ipv4 if family is Family.IPV4 else info.ipv6_link_local
-                self.driver.call(self.core.add_downstream, name, family, own)
+        downstream = name in self.downstreams
+        self._interfaces.attach(name, info.ifindex, Role.DOWNSTREAM if downstream else Role.UPSTREAM)
+        if downstream:
+            for family in sorted(self.families):
+                self.driver.call(self.core.add_downstream, name, family, _own_address(info, family))
         self.forwarding.refresh()
         log.info("interface_attached instance=%s interface=%s role=%s ifindex=%d", self.name, name,
-                 "downstream" if name in self.downstreams else "upstream", info.ifindex)
+                 "downstream" if downstream else "upstream", info.ifindex)
 
     def _update_own_addresses(self, name: str, info: InterfaceInfo) -> None:
         """A downstream's addresses may come after the link: the querier election follows them."""
@@ -168,7 +152,7 @@ class ProxyInstance:
             if (name, family) not in self.core.downstreams:
                 continue
             router = self.core.router(name, family)
-            own = info.primary_ipv4 if family is Family.IPV4 else info.ipv6_link_local
+            own = _own_address(info, family)
             if router.own_address != own:
                 router.set_own_address(own)
                 log.info("own_address_changed instance=%s interface=%s family=%s address=%s",
@@ -180,18 +164,7 @@ class ProxyInstance:
         for family in sorted(self.families):
             if (name, family) in self.core.downstreams:
                 self.driver.call(self.core.remove_downstream, name, family)
-        self._release_interface(name)
-
-    def _release_interface(self, name: str) -> None:
-        """Take ``name`` out of the data plane and stop listening on it."""
-        ifindex = self._ifindex.pop(name, None)
-        if ifindex is not None:
-            for family in sorted(self.families):
-                self._packets[family].unwatch(ifindex)
-        if self.forwarding is not None:
-            self.forwarding.remove_interface(name)
-        self.attached.discard(name)
-        self._carrier.pop(name, None)
+        self._interfaces.release(name)
 
     def add_downstream(self, name: str) -> None:
         if self.owns(name):
@@ -219,7 +192,7 @@ class ProxyInstance:
         if name not in self.core.upstreams:
             raise ValueError(f"{name} is not an upstream of instance {self.name}")
         self.driver.call(self.core.remove_upstream, name)
-        self._release_interface(name)
+        self._interfaces.release(name)
 
     # -- input -------------------------------------------------------------------------
 
@@ -252,36 +225,9 @@ class ProxyInstance:
     # -- output ------------------------------------------------------------------------
 
     def apply(self, actions: Iterable[Action]) -> None:
-        for action in actions:
-            if isinstance(action, SendQuery):
-                self._sender.send_query(action)
-            elif isinstance(action, SendReport):
-                self._sender.send_report(action)
-            elif isinstance(action, ForwardingChanged):
-                self._changed_groups[(action.family, action.group)] = None
-                if self._flush_call is None or not self._flush_call.active():
-                    self._flush_call = self._clock.callLater(0, self._flush_forwarding)
-                self._on_change(action.family, action.group)
-            elif isinstance(action, QuerierChanged):
-                log.info("querier_changed instance=%s interface=%s family=%s querier=%s other=%s",
-                         self.name, action.interface, action.family.name, action.is_querier,
-                         action.other_querier)
-            elif isinstance(action, Trace):
-                log.log(logging.WARNING if action.warning else logging.DEBUG,
-                        "engine_%s instance=%s %s", action.event, self.name,
-                        " ".join(f"{k}={v}" for k, v in action.fields))
+        self._dispatcher.apply(actions)
 
-    def _flush_forwarding(self) -> None:
-        """Hand the groups changed in this reactor turn to the plane, in one call."""
-        changed, self._changed_groups = list(self._changed_groups), {}
-        if self.forwarding is None or not changed:
-            return
-        try:
-            self.forwarding.groups_changed(changed)
-        except McproxyError as exc:
-            log.error("forwarding_update_failed instance=%s groups=%d error=%s", self.name, len(changed), exc)
 
-    def _age(self) -> None:
-        if self.forwarding is not None:
-            self.forwarding.age(self._clock.seconds())
-        self._ageing_call = self._clock.callLater(AGEING_INTERVAL, self._age)
+def _own_address(info: InterfaceInfo, family: Family):
+    """The address a downstream's querier speaks from: primary IPv4, or IPv6 link-local."""
+    return info.primary_ipv4 if family is Family.IPV4 else info.ipv6_link_local

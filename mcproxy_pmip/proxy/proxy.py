@@ -5,7 +5,8 @@ One per process, on one Twisted reactor. It is given its data plane
 (``daemon``), so tests can hand it the in-memory ones. ``startService`` lets
 the plane clear leftovers of a crashed run, opens the shared resources (the
 interface monitor, the IGMP and MLD packet sockets) and starts one
-``ProxyInstance`` per configured instance; ``stopService`` removes every vif,
+``ProxyInstance`` per configured instance (when one fails, those started
+are stopped again); ``stopService`` removes every vif,
 MFC entry, rule and nftables chain the daemon made. Inbound packets are demultiplexed by
 interface to the instance that owns it. ``reload`` applies a new
 configuration's difference and keeps the state of what did not change.
@@ -82,8 +83,13 @@ class Proxy(service.Service):
             self._add_reader("igmp", self.sockets[Family.IPV4].fileno, self.receiver.read_igmp)
         if Family.IPV6 in self.sockets:
             self._add_reader("mld", self.sockets[Family.IPV6].fileno, self.receiver.read_mld)
-        for instance_config in self.config.instances:
-            self.start_instance(instance_config)
+        try:
+            for instance_config in self.config.instances:
+                self.start_instance(instance_config)
+        except Exception:
+            for name in list(self.instances):
+                self.stop_instance(name)
+            raise
         super().startService()
 
     def stopService(self):

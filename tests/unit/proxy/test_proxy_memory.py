@@ -168,3 +168,11 @@ def test_status_routes_and_instances_come_from_the_plane(run: MemoryProxy) -> No
     assert [(r["group"], r["source"], r["oifs"]) for r in routes] == [("239.1.1.1", "*", ["d1", "up0"])]
     row = api.instances()[0]
     assert set(row["interfaces"]) == {"up0", "d1", "d2"}
+
+
+def test_stop_leaves_no_link_watched_and_closes_the_plane(run: MemoryProxy) -> None:
+    plane = run.plane.instances["p"]
+    run.stop()
+    assert plane.closed
+    for family in (Family.IPV4, Family.IPV6):
+        assert run.sockets[family].watched == set(), "upstreams are unwatched too"
