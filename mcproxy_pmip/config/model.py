@@ -140,10 +140,41 @@ class FilterBinding:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """State limits per downstream interface (groups) and per group (sources)."""
+    """Per-instance bounds on state and on the work one link can cause (docs/limits.md).
 
-    max_groups: int = 8192
-    max_sources: int = 1024
+    State, per downstream link and family: ``max_groups`` group records,
+    ``max_sources`` source records per group, ``max_link_sources`` source
+    records over all its groups. Per instance: ``max_instance_groups`` and
+    ``max_instance_sources`` over all its downstreams, ``max_routes``
+    forwarding entries ((S,G) rows in the data plane). Per packet:
+    ``max_records_per_packet`` group records and ``max_sources_per_packet``
+    sources are taken, the rest is dropped and counted. Rate: a token bucket
+    per link (``report_rate`` reports per second, ``report_burst`` deep) and
+    one per reporting host (``host_report_rate``, ``host_report_burst``).
+    """
+
+    max_groups: int = 256
+    max_sources: int = 64
+    max_link_sources: int = 1024
+    max_instance_groups: int = 16384
+    max_instance_sources: int = 65536
+    max_routes: int = 16384
+    max_records_per_packet: int = 256
+    max_sources_per_packet: int = 1024
+    report_rate: float = 50.0
+    report_burst: int = 100
+    host_report_rate: float = 20.0
+    host_report_burst: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonLimits:
+    """Daemon-wide bounds over all instances (docs/limits.md): group records, source
+    records and forwarding entries."""
+
+    max_total_groups: int = 65536
+    max_total_sources: int = 262144
+    max_total_routes: int = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,13 +244,15 @@ class Config:
     ``protocols``: one protocol name per family at most (``PROTOCOLS`` keys).
     ``disabled``: the file contains mcproxy's ``disable;`` (the daemon must not start).
     ``control_socket`` None: the daemon's default path. ``data_plane``: one of
-    ``DATA_PLANES`` (``--data-plane`` overrides it). ``source``: where it was read.
+    ``DATA_PLANES`` (``--data-plane`` overrides it). ``limits``: daemon-wide state
+    bounds. ``source``: where it was read.
     """
 
     protocols: tuple[str, ...] = (DEFAULT_PROTOCOL,)
     instances: tuple[InstanceConfig, ...] = ()
     control_socket: str | None = None
     data_plane: str = "auto"
+    limits: DaemonLimits = field(default_factory=DaemonLimits)
     plugins: tuple[PluginConfig, ...] = ()
     disabled: bool = False
     source: str = field(default="<string>", compare=False)

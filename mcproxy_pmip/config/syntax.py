@@ -117,5 +117,7 @@ class RawConfig:
     disabled: Loc | None = None
     control_socket: Located | None = None
     data_plane: Located | None = None
+    limits: dict[str, Located] = field(default_factory=dict)
+    limits_loc: Loc | None = None
     plugins: list[tuple[Located, Any]] = field(default_factory=list)
     problems: list[ConfigProblem] = field(default_factory=list)

@@ -17,8 +17,8 @@ from mcproxy_pmip.errors import ConfigError, ConfigProblem
 from mcproxy_pmip.membership.filters import Direction
 from mcproxy_pmip.membership.timers import Timers
 from mcproxy_pmip.config.model import (DATA_PLANES, DEFAULT_PROTOCOL, PROTOCOLS, AddressMatch, AddressRule,
-                                       Config, FilterBinding, FilterMode, InstanceConfig, Limits,
-                                       PluginConfig, QuerierSettings, Role, RuleMatching, Table)
+                                       Config, DaemonLimits, FilterBinding, FilterMode, InstanceConfig,
+                                       Limits, PluginConfig, QuerierSettings, Role, RuleMatching, Table)
 from mcproxy_pmip.config.syntax import (Loc, Located, RawConfig, RawInstance, RawMatch, RawRule,
                                         RawTable, RawTableRef)
 
@@ -292,13 +292,21 @@ class _Validator:
             return Timers()
 
     def limits(self, raw: RawInstance) -> Limits:
-        allowed = {"max_groups", "max_sources"}
-        settings = self.number_settings(raw.limits, allowed, frozenset(allowed), "limit")
+        return self.bounds(raw.limits, Limits, "limit")
+
+    def daemon_limits(self) -> DaemonLimits:
+        return self.bounds(self.raw.limits, DaemonLimits, "daemon limit")
+
+    def bounds(self, values: dict[str, Located], kind: type, what: str):
+        """``kind`` (a limits dataclass) from ``values``; every bound is at least 1."""
+        allowed = {f.name for f in fields(kind)}
+        integers = frozenset(f.name for f in fields(kind) if f.type == "int")
+        settings = self.number_settings(values, allowed, integers, what)
         for key, value in list(settings.items()):
             if value < 1:
-                self.report(raw.limits[key].loc, f"bad limit {key}={value}: expected at least 1")
+                self.report(values[key].loc, f"bad {what} {key}={value}: expected at least 1")
                 del settings[key]
-        return Limits(**settings)
+        return kind(**settings)
 
     def querier(self, raw: RawInstance) -> QuerierSettings:
         allowed = {f.name for f in fields(QuerierSettings)}
@@ -438,7 +446,7 @@ class _Validator:
         instances = self.attach_rule_matching(self.attach_filters(self.instances()))
         config = Config(protocols=protocols, instances=tuple(instances),
                         control_socket=self.control_socket(), data_plane=self.data_plane(),
-                        plugins=self.plugins(),
+                        limits=self.daemon_limits(), plugins=self.plugins(),
                         disabled=self.raw.disabled is not None, source=self.raw.file)
         if self.problems:
             raise ConfigError(_sorted_unique(self.problems))

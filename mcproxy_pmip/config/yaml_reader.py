@@ -19,7 +19,8 @@ from mcproxy_pmip.config.mcproxy_grammar import parse_rule_box
 from mcproxy_pmip.config.syntax import (Loc, Located, RawConfig, RawFilter, RawInstance,
                                         RawRuleMatching, RawTable, RawTableRef)
 
-_TOP_KEYS = ("protocols", "control", "plugins", "tables", "instances", "disabled", "data_plane")
+_TOP_KEYS = ("protocols", "control", "plugins", "tables", "instances", "disabled", "data_plane",
+             "limits")
 _INSTANCE_KEYS = ("name", "table", "upstreams", "downstreams", "upstream_selection",
                   "upstream_forwarding", "mutex_interval", "timers", "limits", "querier",
                   "filters")
@@ -125,6 +126,10 @@ class _Reader:
                 self.raw.control_socket = self.string(control["socket"], "a socket path")
         if "data_plane" in entries:
             self.raw.data_plane = self.string(entries["data_plane"], "a data plane name")
+        if "limits" in entries:
+            self.raw.limits.update(self.free_mapping(entries["limits"], "limits",
+                                                     lambda n: Located(self.python(n), self.loc(n))))
+            self.raw.limits_loc = self.loc(entries["limits"])
         if "plugins" in entries:
             self.plugins(entries["plugins"])
         if "tables" in entries:
