@@ -12,13 +12,24 @@ prints:
 
 each as median and spread (min-max) over several runs with different seeds.
 
+``--attack`` instead times the CPU attack on one link: a host reports IS_IN
+with 1,024 sources for one group, then 1,500-octet reports that hold only
+ALLOW({}) records for that group (183 records for IGMPv3, 72 for MLDv2).
+It prints the engine's time per attack packet (``InstanceCore.handle_report``
+on decoded records) as median and spread over the repetitions, per family.
+Run it against another checkout (``PYTHONPATH=<tree>``) for a before/after
+comparison: it only uses options that checkout has. ``--attack-record TO_IN``
+(or any other record type) fills the packets with that record instead.
+
     python bench/engine_bench.py            # 200,000 records, 10,000 groups, 30 downstreams, 5 runs
     python bench/engine_bench.py --quick    # a smaller run
+    python bench/engine_bench.py --attack   # per-packet cost of the attack packet
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import ipaddress
 import random
@@ -149,6 +160,55 @@ def run_once(args: argparse.Namespace, seed: int) -> tuple[float, float, int]:
     return rate, used / max(states, 1), states
 
 
+#: ALLOW({}) records in one 1,500-octet report: IPv4 header 24 (with Router Alert) + 8,
+#: 8 per record; IPv6 header 40 + hop-by-hop 8 + 8, 20 per record
+ATTACK_RECORDS = {Family.IPV4: (1500 - 24 - 8) // 8, Family.IPV6: (1500 - 40 - 8 - 8) // 20}
+ATTACK_HELD_SOURCES = 1024
+
+
+def attack_core(family: Family) -> tuple[InstanceCore, IPAddress, IPAddress]:
+    """A core whose one downstream holds IS_IN(1,024 sources) for one group."""
+    wanted = {"max_groups": 1024, "max_sources": 4096, "max_link_sources": 1 << 20}
+    known = {f.name for f in dataclasses.fields(RouterOptions)}
+    options = RouterOptions(**{k: v for k, v in wanted.items() if k in known})
+    core = InstanceCore("attack", ["tun0"], AllowAll(), options, HostOptions(), random.Random(0))
+    if family is Family.IPV4:
+        own, host = ipaddress.IPv4Address("10.200.0.1"), ipaddress.IPv4Address("10.200.0.10")
+        group = ipaddress.IPv4Address("232.1.1.1")
+        sources = [ipaddress.IPv4Address(0xC0000000 + i) for i in range(ATTACK_HELD_SOURCES)]
+    else:
+        own, host = ipaddress.IPv6Address("fe80::1"), ipaddress.IPv6Address("fe80::10")
+        group = ipaddress.IPv6Address("ff3e::8000:1")
+        sources = [ipaddress.IPv6Address((0x20010DB8 << 96) + i) for i in range(ATTACK_HELD_SOURCES)]
+    core.add_downstream(0.0, "mn0", family, own)
+    core.handle_report(0.0, "mn0", family, family.newest_version,
+                       (GroupRecord(RecordType.MODE_IS_INCLUDE, group, tuple(sources)),), host)
+    return core, group, host
+
+
+def attack(args: argparse.Namespace) -> None:
+    kind = {t.short: t for t in RecordType}[args.attack_record]
+    print(f"engine_bench --attack: IS_IN({ATTACK_HELD_SOURCES} sources) held, then 1,500-octet "
+          f"reports of {kind.short}({{}}); {args.packets} packets per repetition, "
+          f"{args.runs} repetitions")
+    for family in (Family.IPV4, Family.IPV6):
+        core, group, host = attack_core(family)
+        packet = (GroupRecord(kind, group),) * ATTACK_RECORDS[family]
+        now = 1.0
+        per_packet = []
+        for _ in range(args.runs):
+            gc.collect()
+            started = time.perf_counter()
+            for _ in range(args.packets):
+                now += _REPORT_SPACING_INTERVAL
+                core.handle_report(now, "mn0", family, family.newest_version, packet, host)
+            per_packet.append((time.perf_counter() - started) / args.packets)
+        micro = [t * 1e6 for t in per_packet]
+        print(f"  {family.name} ({ATTACK_RECORDS[family]} records/packet): per packet median "
+              f"{statistics.median(micro):,.1f} us (min {min(micro):,.1f}, max {max(micro):,.1f}); "
+              f"{1 / statistics.median(per_packet):,.0f} packets/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=200_000)
@@ -156,7 +216,17 @@ def main() -> None:
     parser.add_argument("--downstreams", type=int, default=30)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="20,000 records, 3 runs")
+    parser.add_argument("--attack", action="store_true",
+                        help="time the ALLOW({}) attack packet instead (see the module docstring)")
+    parser.add_argument("--packets", type=int, default=200,
+                        help="attack packets per repetition (--attack)")
+    parser.add_argument("--attack-record", default="ALLOW",
+                        choices=[t.short for t in RecordType],
+                        help="the record type of the attack packets (--attack)")
     args = parser.parse_args()
+    if args.attack:
+        attack(args)
+        return
     if args.quick:
         args.records, args.runs = 20_000, 3
     print(f"engine_bench: {args.records} records, {args.groups} groups (IPv4+IPv6), "

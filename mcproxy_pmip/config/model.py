@@ -172,8 +172,8 @@ class DaemonLimits:
     """Daemon-wide bounds over all instances (docs/limits.md): group records, source
     records and forwarding entries."""
 
-    max_total_groups: int = 65536
-    max_total_sources: int = 262144
+    max_total_groups: int = 32768
+    max_total_sources: int = 131072
     max_total_routes: int = 65536
 
 
@@ -226,7 +226,8 @@ class InstanceConfig:
                              querier_election=self.querier.querier_election,
                              forward_when_not_querier=self.querier.forward_when_not_querier,
                              max_groups=self.limits.max_groups,
-                             max_sources=self.limits.max_sources)
+                             max_sources=self.limits.max_sources,
+                             max_link_sources=self.limits.max_link_sources)
 
 
 @dataclass(frozen=True, slots=True)

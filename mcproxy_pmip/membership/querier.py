@@ -19,6 +19,23 @@ QRV or QQI, so one from the router whose newer queries gave the values keeps
 them (an IGMPv3 querier sends IGMPv2 group-specific queries to groups with
 IGMPv2 hosts) and one from any other router means our configured values.
 
+Adopted values are clamped (docs/limits.md), because any host on the link
+can send a query from a low address. QRV keeps its field's range (1-7;
+§4.1.6). QQI (§4.1.7 / §8.2, RFC 3810 §5.1.9 / §9.2) is lowered until QQI
+<= ``ADOPTED_FACTOR`` x configured Query Interval and QRV x QQI <=
+``ADOPTED_FACTOR`` x configured robustness x Query Interval. The Group
+Membership and Other Querier Present Intervals derived from them (§8.4 /
+§8.5, RFC 3810 §9.4 / §9.5) thus stay below ``ADOPTED_FACTOR`` times the
+configured ones (1,010 s and 1,005 s at the defaults, not the 61.7 h of
+QRV 7 x QQI 31,744 s): a rogue querier can neither hold state for days nor
+silence our queries for long with one packet. Shorter values are adopted as
+sent: they only make state expire sooner, which a querier on the link can
+cause anyway by not querying. The Max Resp Time of a group-specific query
+that lowers our timers (§6.6.1 / RFC 3810 §7.6.1) is raised to at least
+half the configured Last Member Query Interval (``lowering_interval``), so
+hosts on a lossy link keep a window to answer; a longer one cannot stretch
+anything (lowering never raises a timer).
+
 RFC 3376 §7.3.1 / RFC 3810 §8.3.1: a router not configured for an older
 version that hears an IGMPv1 Query, an IGMPv2 or an MLDv1 General Query
 should log a warning, rate-limited (``older_query_heard``). The daemon always
@@ -35,6 +52,10 @@ from mcproxy_pmip.membership.timers import Timers
 
 #: At most one older-version querier warning per link in this many seconds.
 OLDER_QUERIER_WARNING_INTERVAL = 60.0
+#: Adopted QQI and QRV x QQI are at most this multiple of the configured values.
+ADOPTED_FACTOR = 4.0
+#: The Max Resp Time that lowers timers is at least this fraction of our LMQI.
+LOWERING_FLOOR_FRACTION = 0.5
 
 
 class QuerierState:
@@ -118,6 +139,24 @@ class QuerierState:
         self.startup_queries_left = 0
         self.other_querier_present_at = now + self.link.other_querier_present_interval
         return was_querier
+
+    def clamp(self, robustness: int, query_interval: float) -> tuple[int, float]:
+        """A query's QRV and QQI as this link accepts them (0 stays 0: "use the
+        configured value"): QQI lowered to the bounds of ``ADOPTED_FACTOR``."""
+        timers = self.timers
+        limit = ADOPTED_FACTOR * timers.query_interval
+        qqi = query_interval or timers.query_interval
+        bounded = min(qqi, limit, limit * timers.robustness / (robustness or timers.robustness))
+        return robustness, (query_interval if bounded == qqi else bounded)
+
+    def lowering_interval(self, max_resp_interval: float) -> float:
+        """The interval a Non-Querier lowers timers by per count (§6.6.1): the query's
+        Max Resp Time, at least ``LOWERING_FLOOR_FRACTION`` of the configured LMQI;
+        0 means the adopted LMQI."""
+        if max_resp_interval <= 0:
+            return self.link.last_member_query_interval
+        return max(max_resp_interval,
+                   LOWERING_FLOOR_FRACTION * self.timers.last_member_query_interval)
 
     def older_query_heard(self, now: float) -> int | None:
         """An older-version General Query was heard (§7.3.1 / RFC 3810 §8.3.1).

@@ -15,7 +15,10 @@ while it is the querier there (unless configured otherwise).
 
 Sans-IO: every entry point takes ``now`` and returns actions; deadlines sit
 on the records and one ``Deadlines`` heap per interface holds each group's
-earliest one.
+earliest one. Group and source records are taken from the link's
+``StateBudget`` account and given back when they go; a record over a cap is
+ignored with a ``limit_*_hit`` trace. A querier's QRV, QQI and Max Resp Time
+are clamped (``querier``). See docs/limits.md.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from collections.abc import Iterable, Sequence
 from mcproxy_pmip.addresses import Family, IPAddress, is_link_local_scope_group
 from mcproxy_pmip.membership.actions import (Action, MembershipChanged, QuerierChanged, SendQuery,
                                              Trace)
+from mcproxy_pmip.membership.budget import StateBudget
 from mcproxy_pmip.membership.deadlines import Deadlines
 from mcproxy_pmip.membership.querier import QuerierState
 from mcproxy_pmip.membership.query import Query
 from mcproxy_pmip.membership.router_group import RouterGroup
-from mcproxy_pmip.membership.router_table import COMPAT, ROWS, Compat, CompatMode
+from mcproxy_pmip.membership.router_table import (COMPAT, ROWS_EXCLUDE, ROWS_INCLUDE, Compat,
+                                                  CompatMode)
 from mcproxy_pmip.membership.timers import LinkTimers, RouterOptions
 from mcproxy_pmip.wire.records import FilterMode, GroupRecord, RecordType
 
@@ -46,13 +51,17 @@ class RouterInterface:
     """
 
     def __init__(self, interface: str, family: Family, own_address: IPAddress | None,
-                 options: RouterOptions) -> None:
+                 options: RouterOptions, budget: StateBudget | None = None) -> None:
         self.interface = interface
         self.family = family
         self.own_address = own_address
         self.options = options
         self._newest = family.newest_version
         self._querier = QuerierState(own_address, options.timers, options.querier_election)
+        #: this link's account (max_groups, max_link_sources) below ``budget``
+        #: (the instance's or the daemon's; a private unlimited root if None)
+        self.budget = (budget if budget is not None else StateBudget()).child(
+            options.max_groups, options.max_link_sources, "link")
         self._groups: dict[IPAddress, RouterGroup] = {}
         #: RouterGroup -> its earliest running timer (RouterGroup.next_deadline); keyed
         #: by the record, whose identity hash is cheaper than an address's
@@ -131,6 +140,9 @@ class RouterInterface:
         """Drop all state and deadlines; a MembershipChanged per group dropped."""
         out: list[Action] = [MembershipChanged(self.interface, self.family, group)
                              for group in self._groups]
+        for g in self._groups.values():
+            g.release()
+            self.budget.give_group()
         self._groups.clear()
         self._deadlines.clear()
         self._querier.stop()
@@ -183,19 +195,21 @@ class RouterInterface:
     def _apply_record(self, now: float, version: int, record: GroupRecord,
                       touched: dict[IPAddress, bool], out: list[Action], queries: bool) -> None:
         group = record.group
-        if is_link_local_scope_group(group):
-            out.append(Trace("link_local_group_ignored", (("interface", self.interface),
-                                                          ("group", group))))
-            return
         record_type = record.record_type
         g = self._groups.get(group)
         created = g is None
         if created:
-            if len(self._groups) >= self.options.max_groups:
-                out.append(Trace("limit_groups_hit", (("interface", self.interface),
-                                                      ("group", group))))
+            if is_link_local_scope_group(group):     # never held, so checked only here
+                out.append(Trace("link_local_group_ignored", (("interface", self.interface),
+                                                              ("group", group))))
                 return
-            g = RouterGroup(group)
+            scope = self.budget.take_group()
+            if scope is not None:
+                out.append(Trace("limit_groups_hit", (("interface", self.interface),
+                                                      ("family", self.family.name),
+                                                      ("group", group), ("scope", scope))))
+                return
+            g = RouterGroup(group, self.budget)
         if version < self._newest and record_type is RecordType.MODE_IS_EXCLUDE:
             self._older_host_present(g, now, version)
         mode = g.compat_mode(self.family)
@@ -207,18 +221,21 @@ class RouterInterface:
                 return
             if treatment is Compat.NO_SOURCES:
                 sources = _NO_SOURCES
-        row = ROWS[(g.filter_mode, record_type)]
-        changed, query_sources = g.apply_row(row, sources, now,
-                                             self._querier.link.group_membership_interval,
-                                             self.options.max_sources)
-        if changed is None:
+        row = (ROWS_INCLUDE if g.filter_mode is FilterMode.INCLUDE else ROWS_EXCLUDE)[record_type]
+        changed, query_sources, rest_of_x, refused = g.apply_row(
+            row, sources, now, self._querier.link.group_membership_interval,
+            self.options.max_sources)
+        if refused is not None:
             out.append(Trace("limit_sources_hit", (("interface", self.interface),
+                                                   ("family", self.family.name),
                                                    ("group", group),
-                                                   ("record", record_type.short))))
+                                                   ("record", record_type.short),
+                                                   ("scope", refused))))
             self._keep(g, created, touched, False)
             return
         if queries and self._querier.is_querier:
-            self._schedule_queries(g, query_sources, row.query_group, now, mode)
+            self._schedule_queries(g, query_sources, sources if rest_of_x else None,
+                                   row.query_group, now, mode)
         self._keep(g, created, touched, changed)
 
     def _older_host_present(self, g: RouterGroup, now: float, version: int) -> None:
@@ -231,22 +248,26 @@ class RouterInterface:
 
     def _keep(self, g: RouterGroup, created: bool, touched: dict[IPAddress, bool],
               changed: bool) -> None:
-        """Insert a new group (unless it is an empty INCLUDE record) and note the change."""
+        """Insert a new group (unless it is an empty INCLUDE record: its budget goes
+        back) and note the change."""
         if created:
             if g.is_empty():
+                self.budget.give_group()
                 return
             self._groups[g.group] = g
         touched[g.group] = touched.get(g.group, False) or changed
 
-    def _schedule_queries(self, g: RouterGroup, query_sources: set[IPAddress] | frozenset,
-                          query_group: bool, now: float, mode: CompatMode) -> None:
+    def _schedule_queries(self, g: RouterGroup, query_sources: list[IPAddress],
+                          rest_of_x_but: frozenset[IPAddress] | None, query_group: bool,
+                          now: float, mode: CompatMode) -> None:
         """The "Send Q(G,X)" / "Send Q(G)" actions of a row (§6.6.3.1, §6.6.3.2).
 
         No group-and-source-specific query goes to a group in an older
         compatibility mode when queries follow the hosts' version.
         """
-        if query_sources and (mode is CompatMode.CURRENT or not self.options.older_version_queries):
-            g.schedule_source_query(query_sources, now, self._lmqt, self._lmqc)
+        if ((query_sources or rest_of_x_but is not None)
+                and (mode is CompatMode.CURRENT or not self.options.older_version_queries)):
+            g.schedule_source_query(query_sources, now, self._lmqt, self._lmqc, rest_of_x_but)
         if query_group:
             g.schedule_group_query(now, self._lmqt, self._lmqc)
 
@@ -263,6 +284,8 @@ class RouterInterface:
         if g.is_empty():
             del self._groups[g.group]
             self._deadlines.cancel(g)
+            g.release()
+            self.budget.give_group()
             changed = True
         else:
             self._schedule(g)
@@ -290,8 +313,17 @@ class RouterInterface:
         before = querier.link
         values = ((query.robustness, query.query_interval) if query.version == self._newest
                   else None)
+        clamped = values is not None and querier.clamp(*values) != values
+        if clamped:
+            values = querier.clamp(*values)
         if querier.query_received(now, source, values):
             self._lost_election(out)
+        if clamped and querier.other_querier == source:
+            self.budget.count("querier_values_clamped")
+            out.append(Trace("querier_values_clamped",
+                             (("interface", self.interface), ("family", self.family.name),
+                              ("source", source), ("qrv", query.robustness),
+                              ("qqi", query.query_interval))))
         if querier.link != before:
             out.append(Trace("querier_values_adopted",
                              (("interface", self.interface), ("family", self.family.name),
@@ -302,8 +334,9 @@ class RouterInterface:
         g = self._groups.get(group)
         if g is None:
             return out
-        interval = (query.max_resp_interval if query.max_resp_interval > 0
-                    else querier.link.last_member_query_interval)
+        interval = querier.lowering_interval(query.max_resp_interval)
+        if query.max_resp_interval > 0 and interval != query.max_resp_interval:
+            self.budget.count("querier_max_resp_clamped")
         lowered_at = now + self._lmqc * interval
         if query.sources:
             g.lower_source_timers(query.sources, lowered_at)

@@ -160,3 +160,81 @@ COMPAT: dict[tuple[CompatMode, RecordType], Compat] = {
     (CompatMode.V1, RecordType.CHANGE_TO_EXCLUDE): Compat.NO_SOURCES,
     (CompatMode.V1, RecordType.CHANGE_TO_INCLUDE): Compat.IGNORED,
 }
+
+
+# -- the rows as per-class fates (what ``router_group.apply_row`` executes) ----------
+
+class Fate(enum.Enum):
+    """What a row does to one source record of a class."""
+
+    KEEP = "keep"        # in the new X: its timer (or 0) is kept
+    TO_Y = "to Y"        # in the new Y: timer 0
+    TIMED = "timed"      # a "(set)=value" action sets its timer
+    DELETE = "delete"    # in neither new set
+
+
+#: The five classes a source can be in for one record: in X only, in Y only, in
+#: X and the record, in Y and the record, in the record only. A row's set
+#: expressions are unions, intersections and differences of x, y and r, so each
+#: maps every member of a class the same way.
+X_ONLY, Y_ONLY, X_AND_R, Y_AND_R, R_ONLY = "x-r", "y-r", "x*r", "y*r", "r-x-y"
+CLASSES = (X_ONLY, Y_ONLY, X_AND_R, Y_AND_R, R_ONLY)
+IN_X = frozenset({X_ONLY, X_AND_R})
+IN_Y = frozenset({Y_ONLY, Y_AND_R})
+_PROBE = ({X_ONLY, X_AND_R}, {Y_ONLY, Y_AND_R}, frozenset({X_AND_R, Y_AND_R, R_ONLY}))
+
+
+@dataclass(frozen=True, slots=True)
+class RowPlan:
+    """A ``Row`` evaluated once on one probe member per class.
+
+    ``fate`` / ``timer``: per class, what happens to its sources (the last
+    timer action naming a class wins, as in the row's order); ``timer_gmi``:
+    per timed class, True for GMI, False for the group timer. ``in_new_x`` /
+    ``in_new_y``: the classes in the row's new sets (for "membership changed").
+    ``query``: the classes of "Send Q(G,set)". ``still``: a record without
+    sources changes nothing in the row's start mode (e.g. ALLOW({})).
+    """
+
+    fate: dict[str, Fate]
+    timer: dict[str, TimerValue]
+    timer_gmi: dict[str, bool]
+    in_new_x: frozenset[str]
+    in_new_y: frozenset[str]
+    query: frozenset[str]
+    still: bool
+
+
+def _plan(mode: FilterMode, row: Row) -> RowPlan:
+    new_x = frozenset(row.new_x(*_PROBE))
+    new_y = frozenset(row.new_y(*_PROBE))
+    timer: dict[str, TimerValue] = {}
+    for expr, value in row.source_timers:
+        for member in expr(*_PROBE):
+            timer[member] = value
+    fate = {}
+    for member in CLASSES:
+        if member in timer:
+            fate[member] = Fate.TIMED
+        elif member in new_y:
+            fate[member] = Fate.TO_Y
+        elif member in new_x:
+            fate[member] = Fate.KEEP
+        else:
+            fate[member] = Fate.DELETE
+    query = frozenset(row.query_sources(*_PROBE)) if row.query_sources is not None else _NONE
+    target, before = (new_x, IN_X) if row.new_mode is INCLUDE else (new_y, IN_Y)
+    outside = (X_ONLY,) if mode is INCLUDE else (X_ONLY, Y_ONLY)    # INCLUDE has no Y
+    still = (row.new_mode is mode and not row.group_timer_gmi and X_ONLY not in query
+             and fate[X_ONLY] is Fate.KEEP
+             and (mode is INCLUDE or fate[Y_ONLY] in (Fate.KEEP, Fate.TO_Y))
+             and all((c in target) == (c in before) for c in outside))
+    timer_gmi = {c: value is TimerValue.GMI for c, value in timer.items()}
+    return RowPlan(fate, timer, timer_gmi, new_x, new_y, query, still)
+
+
+#: id(row) -> its plan (rows are module constants; an id is cheaper to hash than a Row)
+PLANS: dict[int, RowPlan] = {id(row): _plan(mode, row) for (mode, _), row in ROWS.items()}
+#: start mode -> record type -> row, looked up without hashing a FilterMode
+ROWS_INCLUDE = {record_type: row for (mode, record_type), row in ROWS.items() if mode is INCLUDE}
+ROWS_EXCLUDE = {record_type: row for (mode, record_type), row in ROWS.items() if mode is EXCLUDE}

@@ -144,16 +144,18 @@ class RouterOptions:
     link (RFC 3376 §7.3.1); ``querier_election``: take part in the election
     (when False the proxy always queries); ``forward_when_not_querier``: RFC
     4605 §4 says a non-querier proxy does not forward to that link (False).
-    ``max_groups`` / ``max_sources``: state limits per interface and per group;
-    records beyond them are ignored and reported as a ``Trace``.
+    ``max_groups`` / ``max_sources`` / ``max_link_sources``: state limits per
+    interface, per group and over all groups of the interface (docs/limits.md);
+    a record beyond them is ignored, counted and reported as a ``Trace``.
     """
 
     timers: Timers = field(default_factory=Timers)
     older_version_queries: bool = True
     querier_election: bool = True
     forward_when_not_querier: bool = False
-    max_groups: int = 8192
-    max_sources: int = 1024
+    max_groups: int = 256
+    max_sources: int = 64
+    max_link_sources: int = 1024
 
 
 @dataclass(frozen=True, slots=True)
