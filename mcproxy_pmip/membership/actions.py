@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mcproxy_pmip.addresses import Family, IPAddress
-from mcproxy_pmip.wire.records import GroupRecord
+from mcproxy_pmip.wire.records import GroupRecord, RecordType
+
+_CURRENT_STATE_TYPES = frozenset({RecordType.MODE_IS_INCLUDE, RecordType.MODE_IS_EXCLUDE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,3 +96,36 @@ class Trace:
 
 
 Action = SendQuery | SendReport | MembershipChanged | ForwardingChanged | QuerierChanged | Trace
+
+
+def coalesce_reports(actions: list[Action]) -> list[Action]:
+    """Merge the ``SendReport`` actions of one engine step into one per report.
+
+    Reports for the same interface, family and version become one, at the
+    place of the first, with the records in their original order (a later
+    record for a group still comes after an earlier one), so the Sender packs
+    as many records per message as the MTU allows (RFC 3376 §4.2.16, RFC 3810
+    §5.2.15). Current-state records (answers to queries) and state-change
+    records are kept in separate reports (RFC 3376 §5, RFC 3810 §6 tell the two
+    kinds of report apart). Other actions keep their order.
+    """
+    merged: dict[tuple[str, Family, int, bool], list[GroupRecord]] = {}
+    result: list[Action | tuple[str, Family, int, bool]] = []
+    reports = 0
+    for action in actions:
+        if not isinstance(action, SendReport) or not action.records:
+            result.append(action)
+            continue
+        reports += 1
+        key = (action.interface, action.family, action.version,
+               action.records[0].record_type in _CURRENT_STATE_TYPES)
+        records = merged.get(key)
+        if records is None:
+            merged[key] = list(action.records)
+            result.append(key)
+        else:
+            records.extend(action.records)
+    if reports == len(merged):
+        return actions
+    return [SendReport(item[0], item[1], item[2], tuple(merged[item])) if isinstance(item, tuple)
+            else item for item in result]

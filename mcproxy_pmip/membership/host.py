@@ -9,10 +9,15 @@ state per group and implements:
   (0, Unsolicited Report Interval]; later changes are merged into the pending
   retransmission state (filter-mode-change records supersede and are
   retransmitted robustness times; source-list changes keep a retransmission
-  counter per source);
+  counter per source). Changes made within ``RETRANSMIT_MERGE_SHARE`` of the
+  Unsolicited Report Interval of each other share one random delay, so their
+  retransmissions fall due together and leave in one report;
 - RFC 3376 §5.2 / RFC 3810 §6.2: answers to General, Group-Specific and
   Group-and-Source-Specific Queries after a random delay in (0, Max Resp Time],
-  with the five rules for combining a query with pending responses;
+  with the five rules for combining a query with pending responses. The answer
+  to a General Query is cut into parts of one report each (at ``mtu``); a
+  large state is spread over the response interval, part *i* of *n* at a
+  random time in (i/n, (i+1)/n] of Max Resp Time;
 - RFC 3376 §7.2.1 / RFC 3810 §8.2.1: older-version querier compatibility
   (IGMPv1/v2, MLDv1 reports while an older querier is present).
 
@@ -32,10 +37,19 @@ from mcproxy_pmip.membership.deadlines import Deadlines
 from mcproxy_pmip.membership.query import Query
 from mcproxy_pmip.membership.timers import HostOptions
 from mcproxy_pmip.wire.records import FilterMode, GroupRecord, RecordType
+from mcproxy_pmip.wire.reportbody import record_octets
+from mcproxy_pmip.wire.split import report_room
 
 #: RFC 3376 §8 / RFC 3810 §9 defaults, used until a newest-version query tells otherwise.
 DEFAULT_QUERY_INTERVAL = 125.0
 DEFAULT_QUERY_RESPONSE_INTERVAL = 10.0
+
+#: changes this share of the Unsolicited Report Interval apart retransmit together (§5.1)
+RETRANSMIT_MERGE_SHARE = 0.1
+#: the MTU General Query answer parts are sized for unless ``UpstreamHost.mtu`` is set: the
+#: IPv6 minimum link MTU, so that a part is one packet on any link that carries IPv6,
+#: tunnels (an ip6tnl's 1,452 octets) included; the Sender packs to the link's real MTU
+ANSWER_PART_MTU = 1280
 
 _GENERAL_RESPONSE = "general_response"
 _RETRANSMIT = "retransmit"
@@ -79,7 +93,8 @@ class UpstreamHost:
     ``set_membership`` installs the desired interface state of a group (the
     merged database after filtering); ``handle_query`` answers the upstream
     querier; ``get_timer`` / ``handle_timer`` drive retransmissions, delayed
-    responses and the older-version querier present timers.
+    responses and the older-version querier present timers. ``mtu`` (the
+    IO layer may set the link's) sizes the parts of a General Query answer.
     """
 
     def __init__(self, interface: str, family: Family, options: HostOptions,
@@ -94,6 +109,12 @@ class UpstreamHost:
         self._querier_query_interval = DEFAULT_QUERY_INTERVAL
         self._querier_response_interval = DEFAULT_QUERY_RESPONSE_INTERVAL
         self.version = family.newest_version
+        self.mtu = ANSWER_PART_MTU
+        #: (first change, deadline) of the retransmission batch changes still join (§5.1)
+        self._retransmit_batch: tuple[float, float] | None = None
+        #: pending parts of the General Query answer: index -> its groups (None: every group)
+        self._general_parts: dict[int, list[IPAddress] | None] = {}
+        self._general_started = False
 
     # -- queries about the state ------------------------------------------------
 
@@ -125,6 +146,7 @@ class UpstreamHost:
             if mode is FilterMode.INCLUDE and not sources:
                 return []
             state = self._groups[group] = _GroupState()
+            self._add_to_general_answer(group)
         old_mode, old_sources = state.mode, state.sources
         if old_mode is mode and old_sources == sources:
             return []
@@ -197,10 +219,23 @@ class UpstreamHost:
     def _reschedule_retransmission(self, now: float, group: IPAddress, state: _GroupState) -> None:
         key = (_RETRANSMIT, group)
         if state.has_retransmissions:
-            self._deadlines.set(key, now + self._random_delay(self.options.unsolicited_report_interval))
+            self._deadlines.set(key, self._retransmit_at(now))
             return
         self._deadlines.cancel(key)
         self._forget_if_idle(group, state)
+
+    def _retransmit_at(self, now: float) -> float:
+        """The next retransmission time of a change made at ``now``: random in
+        (now, now + Unsolicited Report Interval], shared with the changes made
+        shortly before it whose retransmission is still ahead."""
+        interval = self.options.unsolicited_report_interval
+        batch = self._retransmit_batch
+        if batch is not None and now - batch[0] <= interval * RETRANSMIT_MERGE_SHARE \
+                and now < batch[1]:
+            return batch[1]
+        at = now + self._random_delay(interval)
+        self._retransmit_batch = (now, at)
+        return at
 
     def _forget_if_idle(self, group: IPAddress, state: _GroupState) -> None:
         if not state.has_reception_state and not state.has_retransmissions:
@@ -232,11 +267,11 @@ class UpstreamHost:
             self._deadlines.set((_OLDER_QUERIER, version), now + timeout_interval)
             actions.extend(self._update_version())
         respond_at = now + self._random_delay(max_resp_interval)
-        general_at = self._deadlines.get(_GENERAL_RESPONSE)
+        general_at = self._general_answer_done_at()
         if general_at is not None and general_at <= respond_at:
             return actions  # rule 1: an earlier General Query response covers it
         if group is None:
-            self._deadlines.set(_GENERAL_RESPONSE, respond_at)  # rule 2
+            self._schedule_general_answer(now, respond_at, max_resp_interval)  # rule 2
             return actions
         state = self._groups.get(group)
         if state is None or not state.has_reception_state:
@@ -259,6 +294,62 @@ class UpstreamHost:
         self._deadlines.set(key, respond_at)
         return actions
 
+    def _general_answer_done_at(self) -> float | None:
+        """When the pending General Query answer is complete; None if there is
+        none or a part of it already went out (it no longer answers a new query)."""
+        if not self._general_parts or self._general_started:
+            return None
+        return max(self._deadlines.get((_GENERAL_RESPONSE, index)) for index in self._general_parts)
+
+    def _schedule_general_answer(self, now: float, respond_at: float,
+                                 max_resp_interval: float) -> None:
+        """Cut the answer into parts of one report each and spread them over the response interval."""
+        self._cancel_general_answer()
+        parts = self._general_answer_parts()
+        if len(parts) <= 1:
+            self._general_parts[0] = None
+            self._deadlines.set((_GENERAL_RESPONSE, 0), respond_at)
+            return
+        share = max_resp_interval / len(parts)
+        for index, groups in enumerate(parts):
+            # part i at a random point of the i-th share; part 0 reuses the drawn delay
+            fraction = (respond_at - now) / max_resp_interval if index == 0 else self._random_delay(1.0)
+            self._general_parts[index] = groups
+            self._deadlines.set((_GENERAL_RESPONSE, index), now + share * (index + fraction))
+
+    def _general_answer_parts(self) -> list[list[IPAddress]]:
+        """The groups with reception state, cut where a part would overflow one report."""
+        room = report_room(self.family, self.mtu)
+        newest = self.version == self.family.newest_version
+        parts: list[list[IPAddress]] = []
+        current: list[IPAddress] = []
+        used = 0
+        for group, state in self._groups.items():
+            if not state.has_reception_state:
+                continue
+            size = record_octets(self.family, len(state.sources) if newest else 0)
+            if current and used + size > room:
+                parts.append(current)
+                current, used = [], 0
+            current.append(group)
+            used += size
+        if current:
+            parts.append(current)
+        return parts
+
+    def _add_to_general_answer(self, group: IPAddress) -> None:
+        """A group joined while a spread General Query answer is pending goes in its last part."""
+        if self._general_parts:
+            last = self._general_parts[max(self._general_parts)]
+            if last is not None:
+                last.append(group)
+
+    def _cancel_general_answer(self) -> None:
+        for index in self._general_parts:
+            self._deadlines.cancel((_GENERAL_RESPONSE, index))
+        self._general_parts.clear()
+        self._general_started = False
+
     def _update_version(self) -> list[Action]:
         """Host Compatibility Mode from the older querier present timers (§7.2.1)."""
         older = [version for version in range(1, self.family.newest_version)
@@ -274,7 +365,7 @@ class UpstreamHost:
 
     def _cancel_pending(self) -> None:
         """A compatibility mode change cancels pending responses and retransmissions."""
-        self._deadlines.cancel(_GENERAL_RESPONSE)
+        self._cancel_general_answer()
         for group, state in list(self._groups.items()):
             state.filter_mode_retransmissions = 0
             state.source_retransmissions.clear()
@@ -290,12 +381,10 @@ class UpstreamHost:
         current: dict[IPAddress, GroupRecord] = {}
         changes: list[GroupRecord] = []
         for key in self._deadlines.pop_due(now):
-            if key == _GENERAL_RESPONSE:
-                for group, state in self._groups.items():
-                    if state.has_reception_state:
-                        current[group] = self._current_state_record(group, state, _NO_SOURCES)
-                continue
             kind, argument = key
+            if kind == _GENERAL_RESPONSE:
+                self._answer_general_part(argument, current)
+                continue
             if kind == _OLDER_QUERIER:
                 actions.extend(self._update_version())
                 continue
@@ -320,6 +409,15 @@ class UpstreamHost:
         if changes:
             actions.append(SendReport(self.interface, self.family, self.version, tuple(changes)))
         return actions
+
+    def _answer_general_part(self, index: int, current: dict[IPAddress, GroupRecord]) -> None:
+        """Add the current-state records of one part of the General Query answer."""
+        groups = self._general_parts.pop(index)
+        self._general_started = bool(self._general_parts)
+        for group in (self._groups if groups is None else groups):
+            state = self._groups.get(group)
+            if state is not None and state.has_reception_state and group not in current:
+                current[group] = self._current_state_record(group, state, _NO_SOURCES)
 
     def _current_state_record(self, group: IPAddress, state: _GroupState,
                               queried: frozenset[IPAddress]) -> GroupRecord | None:

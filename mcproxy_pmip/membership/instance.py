@@ -12,7 +12,9 @@
   host does its interface state), then emits ``ForwardingChanged``;
 - answers the forwarding question of RFC 4605 §4.2 (``outputs``);
 - keeps link-local scope groups away from the upstream (RFC 4605 §4: those
-  groups are never proxied).
+  groups are never proxied);
+- holds the instance's ``StateBudget`` account, under which each downstream
+  link's account sits (docs/limits.md).
 
 Time is explicit: every entry point takes ``now``; ``get_timer`` is the earliest
 deadline of all children and ``handle_timer`` fires the due ones. A child's
@@ -28,7 +30,8 @@ from dataclasses import replace
 
 from mcproxy_pmip.addresses import Family, IPAddress, is_link_local_scope_group
 from mcproxy_pmip.membership.actions import (Action, ForwardingChanged, MembershipChanged,
-                                             QuerierChanged, Trace)
+                                             QuerierChanged, Trace, coalesce_reports)
+from mcproxy_pmip.membership.budget import StateBudget
 from mcproxy_pmip.membership.deadlines import Deadlines
 from mcproxy_pmip.membership.filters import AllowAll, Direction, FilterPolicy
 from mcproxy_pmip.membership.host import UpstreamHost
@@ -49,13 +52,15 @@ class InstanceCore:
 
     ``upstream_selection`` "all" reports the database to every upstream whose OUT
     rules allow it; "first" only to the first such upstream (mcproxy's
-    ``rulematching first``).
+    ``rulematching first``). ``budget`` is the instance's account of group and
+    source records (its downstreams' accounts sit below it); None gives an
+    unlimited one of its own.
     """
 
     def __init__(self, name: str, upstreams: Sequence[str], filters: FilterPolicy,
                  router_options: Callable[[str], RouterOptions] | RouterOptions,
                  host_options: HostOptions, rng: random.Random,
-                 upstream_selection: str = "all") -> None:
+                 upstream_selection: str = "all", budget: StateBudget | None = None) -> None:
         if upstream_selection not in UPSTREAM_SELECTIONS:
             raise ValueError(f"upstream_selection must be one of {UPSTREAM_SELECTIONS}, "
                              f"not {upstream_selection!r}")
@@ -65,6 +70,7 @@ class InstanceCore:
         self._router_options = router_options
         self._host_options = host_options
         self._rng = rng
+        self.budget = budget if budget is not None else StateBudget.daemon()
         self._filters_all = isinstance(filters, AllowAll)
         self._upstreams: list[str] = []
         self._hosts: dict[tuple[str, Family], UpstreamHost] = {}
@@ -105,7 +111,7 @@ class InstanceCore:
             raise ValueError(f"{interface} is already a {family.name} downstream of instance {self.name}")
         options = (self._router_options if isinstance(self._router_options, RouterOptions)
                    else self._router_options(interface))
-        router = RouterInterface(interface, family, own_address, options)
+        router = RouterInterface(interface, family, own_address, options, self.budget)
         self._routers[family][interface] = router
         self._touched.add(router)
         return self._follow(now, router.start(now))
@@ -135,7 +141,7 @@ class InstanceCore:
         if any(interface in routers for routers in self._routers.values()):
             raise ValueError(f"{interface} is a downstream of instance {self.name}")
         self._create_upstream(interface)
-        return self._refresh_all_upstreams(now)
+        return coalesce_reports(self._refresh_all_upstreams(now))
 
     def remove_upstream(self, now: float, interface: str) -> list[Action]:
         """Leave every group on an upstream, drop it, and move reports where selection says."""
@@ -147,7 +153,7 @@ class InstanceCore:
             for group in list(host.groups()):
                 actions.extend(host.set_membership(now, group, FilterMode.INCLUDE, _NO_SOURCES))
         actions.extend(self._refresh_all_upstreams(now))
-        return actions
+        return coalesce_reports(actions)
 
     def _create_upstream(self, interface: str) -> None:
         if interface in self._upstreams:
@@ -188,7 +194,7 @@ class InstanceCore:
                     changed[(action.family, group)] = None
         for family, group in changed:
             actions.extend(self._remerge(now, family, group))
-        return actions
+        return coalesce_reports(actions)
 
     def subscribers(self, family: Family, group: IPAddress) -> tuple[str, ...]:
         """The downstreams whose membership of ``group`` is not empty (querier rule not applied)."""
@@ -351,7 +357,7 @@ class InstanceCore:
         for child in due:
             if isinstance(child, UpstreamHost):
                 actions.extend(child.handle_timer(now))
-        return actions
+        return coalesce_reports(actions)
 
     def _refresh_deadlines(self) -> None:
         for child in self._touched:

@@ -3,9 +3,12 @@
 Queries (RFC 3376 §4.1, RFC 3810 §5.1) go to 224.0.0.1 / ff02::1 (general) or
 to the group (group-specific), source lists split to the interface MTU.
 Reports (RFC 3376 §4.2, RFC 3810 §5.2): IGMPv3 to 224.0.0.22, MLDv2 to ff02::16,
-split to the MTU (§4.2.16); older versions one message per record, a leave to
-224.0.0.2 / a done to ff02::2. The IP options (Router Alert, TTL / hop limit 1,
-TOS 0xc0, link-local MLD source) are the kernel sockets' job.
+as many records per message as the interface MTU allows (§4.2.16; 1,500 when the
+kernel gave none); older versions one message per record, a leave to
+224.0.0.2 / a done to ff02::2, paced: at most ``OLD_VERSION_BURST`` messages per
+interface and family every ``OLD_VERSION_INTERVAL``, the rest queued in order.
+The IP options (Router Alert, TTL / hop limit 1, TOS 0xc0, link-local MLD
+source) are the kernel sockets' job.
 
 MLD needs a link-local source (RFC 3810 §5). While the interface has none
 that is usable (duplicate address detection after link-up or carrier regain),
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 
 from mcproxy_pmip.addresses import (ALL_ROUTERS_V4, ALL_ROUTERS_V6, Family, IPAddress)
@@ -29,7 +32,7 @@ from mcproxy_pmip.kernel.interfaces import InterfaceInfo
 from mcproxy_pmip.membership.actions import SendQuery, SendReport
 from mcproxy_pmip.wire import igmp, mld
 from mcproxy_pmip.wire.records import GroupRecord, RecordType
-from mcproxy_pmip.wire.split import split_query_sources, split_report_records
+from mcproxy_pmip.wire.split import DEFAULT_MTU, split_query_sources, split_report_records
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +42,28 @@ _SOURCE_NOT_READY = (errno.EINVAL, errno.EADDRNOTAVAIL)
 RETRY_INTERVAL = 0.05
 MAX_RETRIES = 60
 
+#: IGMPv1/v2 and MLDv1 messages (one per group) sent per interface and family at once ...
+OLD_VERSION_BURST = 32
+#: ... and per interval after that: 3,200 messages a second
+OLD_VERSION_INTERVAL = 0.01
+
 
 def _is_leave(record: GroupRecord) -> bool:
     return record.record_type in _LEAVE_TYPES and not record.sources
+
+
+def _mtu(info: InterfaceInfo) -> int:
+    return info.mtu if info.mtu > 0 else DEFAULT_MTU
+
+
+class _Pacing:
+    """Older-version messages of one interface and family waiting for their turn."""
+
+    __slots__ = ("backlog", "sent_in_interval")
+
+    def __init__(self) -> None:
+        self.backlog: deque[tuple[int, GroupRecord]] = deque()
+        self.sent_in_interval = 0
 
 
 class Sender:
@@ -55,13 +77,14 @@ class Sender:
         self._call_later = call_later
         self.sent: Counter[str] = Counter()
         self.failures: Counter[str] = Counter()
+        self._pacing: dict[tuple[str, Family], _Pacing] = {}
 
     def send_query(self, action: SendQuery) -> None:
         info = self._interface(action.interface)
         if info is None:
             return
         destination = action.group if action.group is not None else action.family.all_nodes
-        for sources in split_query_sources(action.sources, action.family, info.mtu):
+        for sources in split_query_sources(action.sources, action.family, _mtu(info)):
             fields = dict(version=action.version, max_resp_interval=action.max_resp_interval,
                           group=action.group, sources=sources,
                           suppress_router_processing=action.suppress_router_processing,
@@ -80,15 +103,47 @@ class Sender:
             return
         family = action.family
         if action.version == family.newest_version:
-            for records in split_report_records(action.records, family, info.mtu):
+            for records in split_report_records(action.records, family, _mtu(info)):
                 if family is Family.IPV4:
                     message = igmp.build(igmp.IgmpV3Report(records=records))
                 else:
                     message = mld.build(mld.MldV2Report(records=records))
                 self._send(info, family, family.all_routers_report_group, message, "report")
             return
-        for record in action.records:
-            self._send_old_version(info, family, action.version, record)
+        if self._call_later is None:
+            for record in action.records:
+                self._send_old_version(info, family, action.version, record)
+            return
+        key = (action.interface, family)
+        pacing = self._pacing.get(key)
+        if pacing is None:
+            pacing = self._pacing[key] = _Pacing()
+            self._call_later(OLD_VERSION_INTERVAL, self._next_interval, key)
+        pacing.backlog.extend((action.version, record) for record in action.records)
+        self._send_paced(info, family, pacing)
+
+    def _send_paced(self, info: InterfaceInfo, family: Family, pacing: _Pacing) -> None:
+        backlog = pacing.backlog
+        while backlog and pacing.sent_in_interval < OLD_VERSION_BURST:
+            version, record = backlog.popleft()
+            self._send_old_version(info, family, version, record)
+            pacing.sent_in_interval += 1
+
+    def _next_interval(self, key: tuple[str, Family]) -> None:
+        """Start a new pacing interval; the pacing state goes once an interval sent nothing."""
+        pacing = self._pacing[key]
+        if pacing.sent_in_interval == 0:
+            del self._pacing[key]
+            return
+        pacing.sent_in_interval = 0
+        if pacing.backlog:
+            info = self._interface(key[0])
+            if info is None:
+                self.failures["report_dropped_interface_gone"] += len(pacing.backlog)
+                del self._pacing[key]
+                return
+            self._send_paced(info, key[1], pacing)
+        self._call_later(OLD_VERSION_INTERVAL, self._next_interval, key)
 
     def _send_old_version(self, info: InterfaceInfo, family: Family, version: int,
                           record: GroupRecord) -> None:

@@ -66,10 +66,14 @@ def check_address(family: Family, address: IPAddress, what: str) -> None:
         raise ValueError(f"{what} {address} is not an {family.name} address")
 
 
+def record_octets(family: Family, source_count: int, aux_octets: int = 0) -> int:
+    """Octets a record with ``source_count`` sources and ``aux_octets`` of aux data takes."""
+    return _RECORD_HEADER.size + address_length(family) * (1 + source_count) + aux_octets
+
+
 def record_size(record: GroupRecord, family: Family) -> int:
     """Octets ``record`` takes on the wire."""
-    alen = address_length(family)
-    return _RECORD_HEADER.size + alen * (1 + len(record.sources)) + len(record.aux_data)
+    return record_octets(family, len(record.sources), len(record.aux_data))
 
 
 def encode_record(record: GroupRecord, family: Family) -> bytes:

@@ -162,3 +162,65 @@ def test_mld_waits_for_a_link_local_address_instead_of_sending_without_one() -> 
     infos["d1"] = INFO
     clock.advance(RETRY_INTERVAL)
     assert [str(source) for _, source, _, _ in v6.sent] == ["fe80::1"]
+
+
+def _joins(family, count):
+    base = ipaddress.ip_address("239.2.0.0" if family is Family.IPV4 else "ff15::2:0")
+    return tuple(GroupRecord(RecordType.CHANGE_TO_EXCLUDE, base + i + 1) for i in range(count))
+
+
+@pytest.mark.parametrize(("mtu", "per_packet"), [(1500, [183]), (0, [183]), (9000, [183]), (576, [68, 68, 47])])
+def test_v3_report_packs_as_many_records_as_the_interface_mtu_allows(mtu, per_packet) -> None:
+    """An MTU of 0 (the kernel gave none) counts as 1,500."""
+    from mcproxy_pmip.wire import igmp
+    v4 = RecordingSocket()
+    info = InterfaceInfo(name="up0", ifindex=3, up=True, mtu=mtu,
+                         ipv4_addresses=(ipaddress.IPv4Interface("10.0.0.1/24"),))
+    sender = Sender(v4, RecordingSocket(), lambda name: info)
+    sender.send_report(SendReport("up0", Family.IPV4, 3, _joins(Family.IPV4, 183)))
+    assert [len(igmp.parse(p).records) for *_, p in v4.sent] == per_packet
+    assert all(len(p) + 24 <= (mtu or 1500) for *_, p in v4.sent), "IP header and Router Alert included"
+
+
+def test_mldv2_report_of_150_records_is_three_packets(rig) -> None:
+    _, _, v6 = rig
+    sender = rig[0]
+    sender.send_report(SendReport("d1", Family.IPV6, 2, _joins(Family.IPV6, 150)))
+    assert [len(p) for *_, p in v6.sent] == [8 + 72 * 20, 8 + 72 * 20, 8 + 6 * 20]
+
+
+def test_older_version_reports_are_paced_in_order() -> None:
+    from mcproxy_pmip.proxy.sender import OLD_VERSION_BURST, OLD_VERSION_INTERVAL
+    clock = Clock()
+    v4 = RecordingSocket()
+    sender = Sender(v4, RecordingSocket(), lambda name: INFO, clock.callLater)
+    records = _joins(Family.IPV4, 183)
+    sender.send_report(SendReport("d1", Family.IPV4, 2, records[:100]))
+    sender.send_report(SendReport("d1", Family.IPV4, 2, records[100:]))
+    assert len(v4.sent) == OLD_VERSION_BURST, "one burst at once"
+    counts = [len(v4.sent)]
+    while len(v4.sent) < len(records):
+        clock.advance(OLD_VERSION_INTERVAL)
+        counts.append(len(v4.sent))
+        assert len(counts) < 20, "the backlog does not drain"
+    assert counts == [min(len(records), OLD_VERSION_BURST * n) for n in range(1, len(counts) + 1)]
+    assert [str(d) for _, _, d, _ in v4.sent] == [str(r.group) for r in records], "in order"
+    clock.advance(OLD_VERSION_INTERVAL)
+    clock.advance(OLD_VERSION_INTERVAL)
+    assert clock.getDelayedCalls() == [], "pacing ends when idle"
+    sender.send_report(SendReport("d1", Family.IPV4, 2, records[:1]))
+    assert len(v4.sent) == len(records) + 1, "an idle link sends at once again"
+
+
+def test_paced_backlog_of_a_vanished_interface_is_dropped_and_counted() -> None:
+    from mcproxy_pmip.proxy.sender import OLD_VERSION_BURST, OLD_VERSION_INTERVAL
+    clock = Clock()
+    v6 = RecordingSocket()
+    infos = {"d1": INFO}
+    sender = Sender(RecordingSocket(), v6, infos.get, clock.callLater)
+    sender.send_report(SendReport("d1", Family.IPV6, 1, _joins(Family.IPV6, OLD_VERSION_BURST + 5)))
+    del infos["d1"]
+    clock.advance(OLD_VERSION_INTERVAL)
+    assert len(v6.sent) == OLD_VERSION_BURST
+    assert sender.failures["report_dropped_interface_gone"] == 5
+    assert clock.getDelayedCalls() == []
