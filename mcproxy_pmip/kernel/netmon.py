@@ -20,7 +20,9 @@ The IO layer registers ``fileno()`` with the reactor and calls the
 non-blocking ``read_events()``: the descriptor is in non-blocking mode and each
 ``IPRSocket.get()`` (pyroute2's public API) reads one datagram, at most
 ``max_reads`` a call. The monitor also answers ``is_own_address`` for the
-Receiver, which drops reports the host stack sent for the proxy's own joins.
+Receiver, which drops reports the host stack sent for the proxy's own joins,
+and ``is_on_link`` (``on_link``), which keeps queries from sources that are
+not neighbours on the link out of querier election.
 """
 
 from __future__ import annotations
@@ -107,6 +109,23 @@ class Resynced:
 
 
 InterfaceEvent = LinkAdded | LinkChanged | LinkRemoved | AddressAdded | AddressRemoved | Resynced
+
+
+def on_link(info: InterfaceInfo, address: IPAddress) -> bool:
+    """True if ``address`` can be a neighbour on the interface ``info`` describes.
+
+    IPv6: a link-local address, or one inside a prefix of the interface.
+    IPv4: an address inside a subnet of the interface; on an interface with
+    no IPv4 subnet wider than /32 (unnumbered or point-to-point: the peer is
+    the only neighbour, and it may be numbered from anywhere) every address.
+    The unspecified address is on no link.
+    """
+    if address.is_unspecified:
+        return False
+    if address.version == 6:
+        return address.is_link_local or any(address in entry.network for entry in info.ipv6_addresses)
+    subnets = [entry.network for entry in info.ipv4_addresses if entry.network.prefixlen < 32]
+    return not subnets or any(address in subnet for subnet in subnets)
 
 
 class InterfaceMonitor:
@@ -213,6 +232,12 @@ class InterfaceMonitor:
         from another interface's address when the sending one has none.
         """
         return address in self._own
+
+    def is_on_link(self, ifindex: int, address: IPAddress) -> bool:
+        """True if ``address`` can be a neighbour on ``ifindex`` (``on_link``); False for an unknown link."""
+        if ifindex not in self._links:
+            return False
+        return on_link(self._info(ifindex), address)
 
     def read_events(self) -> list[InterfaceEvent]:
         """The events queued so far, without blocking (at most ``max_reads`` datagrams)."""

@@ -43,7 +43,10 @@ Sending goes through ``kernel.igmp_socket.IgmpSendSocket`` /
 TOS 0xc0, link-local MLD source), which receive nothing.
 
 No reactor here: the IO layer registers ``fileno()`` (the packet socket's)
-and calls the non-blocking ``read_packets()`` when it is readable.
+and calls the non-blocking ``read_packets()`` when it is readable. One read
+is at most ``max_packets_per_read`` frames; how many of them are handled in
+one reactor turn is the Receiver's budget (``proxy.receiver``), which reads
+again only when it has handled what it read before.
 """
 
 from __future__ import annotations

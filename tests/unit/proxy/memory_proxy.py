@@ -19,7 +19,7 @@ from mcproxy_pmip.dataplane.memory import MemoryPacketSocket, MemoryPlane
 from mcproxy_pmip.kernel.igmp_socket import ReceivedIgmp
 from mcproxy_pmip.kernel.interfaces import InterfaceInfo
 from mcproxy_pmip.kernel.mld_socket import ReceivedMld
-from mcproxy_pmip.kernel.netmon import LinkAdded, LinkChanged, LinkRemoved
+from mcproxy_pmip.kernel.netmon import LinkAdded, LinkChanged, LinkRemoved, on_link
 from mcproxy_pmip.proxy.proxy import Proxy
 from mcproxy_pmip.wire import igmp, mld
 from mcproxy_pmip.wire.records import GroupRecord, RecordType
@@ -83,6 +83,10 @@ class MemoryHost:
 
     def is_own_address(self, address) -> bool:
         return any(address == i.primary_ipv4 or address == i.ipv6_link_local for i in self.links.values())
+
+    def is_on_link(self, ifindex: int, address) -> bool:
+        info = self.interface(ifindex)
+        return info is not None and on_link(info, address)
 
     def close(self) -> None:
         pass

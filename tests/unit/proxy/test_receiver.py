@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass
 
 import pytest
+from twisted.internet.task import Clock
 
 from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.proxy.receiver import QueryReceived, Receiver, ReportReceived
@@ -42,7 +43,7 @@ class FakeSocket:
 @pytest.fixture
 def rig():
     igmp_sock, mld_sock, delivered = FakeSocket(), FakeSocket(), []
-    receiver = Receiver(igmp_sock, mld_sock, delivered.append, lambda a: a in OWN)
+    receiver = Receiver(igmp_sock, mld_sock, delivered.append, lambda a: a in OWN, clock=Clock())
     return receiver, igmp_sock, mld_sock, delivered
 
 
