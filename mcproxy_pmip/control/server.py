@@ -6,9 +6,11 @@ socket replaced, the file removed on stop); each connection is a
 through a command table and writes one reply line per request. The table is
 ``core_commands(backend)`` (the daemon's ``ControlBackend``) plus the plugins'
 commands (``mcproxy_pmip.plugin.collect_commands``). Bad input is answered
-with an error and the connection stays usable; a handler that raises
-something unexpected is logged with its traceback and answered with
-"internal-error"; only an over-long line closes the connection.
+with an error and the connection stays usable, whatever the bytes: invalid
+JSON, deep nesting, huge numbers, wrong types (control/protocol.py turns all
+of them into ``CommandError``), and over-long lines, which are answered once
+and skipped up to their newline. A handler that raises something unexpected
+is logged with its traceback and answered with "internal-error".
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorUNIX
 from twisted.internet.protocol import Factory
-from twisted.protocols.basic import LineOnlyReceiver
+from twisted.internet.protocol import Protocol as StreamProtocol
 from twisted.python.failure import Failure
 
 from mcproxy_pmip.control import protocol as p
@@ -115,14 +117,40 @@ def _error_code(exc: McproxyError) -> str:
     return "proxy-error"
 
 
-class ControlProtocol(LineOnlyReceiver):
-    """One control connection: a request per line in, a reply per line out."""
+class ControlProtocol(StreamProtocol):
+    """One control connection: a request per line in, a reply per line out.
+
+    A line longer than ``MAX_LENGTH`` is answered with "line-too-long" as soon
+    as it is known to be too long; its bytes are dropped (never buffered)
+    up to its newline, and the next line is read as usual.
+    """
 
     delimiter = b"\n"
     MAX_LENGTH = p.MAX_LINE_LENGTH
 
     def __init__(self, commands: Mapping[str, CommandHandler]) -> None:
         self._commands = commands
+        self._buffer = b""
+        self._skipping = False
+
+    def dataReceived(self, data: bytes) -> None:
+        self._buffer += data
+        while self.transport is not None and not self.transport.disconnecting:
+            end = self._buffer.find(self.delimiter)
+            if end < 0:
+                break
+            line, self._buffer = self._buffer[:end], self._buffer[end + 1:]
+            if self._skipping:
+                self._skipping = False
+            elif len(line) > self.MAX_LENGTH:
+                self.lineLengthExceeded(len(line))
+            else:
+                self.lineReceived(line)
+        if len(self._buffer) > self.MAX_LENGTH:
+            if not self._skipping:
+                self.lineLengthExceeded(len(self._buffer))
+            self._skipping = True
+            self._buffer = b""
 
     def lineReceived(self, line: bytes) -> None:
         line = line.rstrip(b"\r")
@@ -165,11 +193,10 @@ class ControlProtocol(LineOnlyReceiver):
             return
         self.transport.write(data)
 
-    def lineLengthExceeded(self, line: bytes) -> None:
-        log.warning("control-line-too-long length=%d", len(line))
+    def lineLengthExceeded(self, length: int) -> None:
+        log.warning("control-line-too-long length=%d", length)
         self._send(p.encode_error(None, p.LINE_TOO_LONG,
-                                  f"request longer than {p.MAX_LINE_LENGTH} bytes"))
-        self.transport.loseConnection()
+                                  f"request longer than {p.MAX_LINE_LENGTH} bytes (skipped to its newline)"))
 
 
 class ControlFactory(Factory):

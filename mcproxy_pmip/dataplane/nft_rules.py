@@ -13,10 +13,12 @@ interface's number within it::
         ip daddr 224.0.0.0/24 return                  # link-local scope (RFC 4605 §6)
         iifname vmap @ifaces }
       set src_iN { type ifname . ipv4_addr . ipv4_addr; flags dynamic,timeout; timeout 180s;
-                   size 65536; counter; }             # per (iif, S, G)
+                   size <max_routes>; counter; }      # per (iif, S, G)
+      counter refused_iN                              # packets of (iif, S, G) the full set refused
       map groups_iN { type ipv4_addr : verdict; }     # group -> goto its group chain
       set up_iN { type ifname; }                      # the instance's upstreams
       chain iN { update @src_iN { iifname . ip saddr . ip daddr }   # counters, kernel-side expiry
+                 iifname . ip saddr . ip daddr != @src_iN counter name "refused_iN"
                  ip daddr vmap @groups_iN
                  iifname != @up_iN jump iN_oU }        # no entry: RFC 4605 §4.2 default upstream
       chain iN_oK { dup to ip daddr device "d" }      # the one rule naming interface d
@@ -26,6 +28,13 @@ interface's number within it::
         iifname != "e" ip saddr != { S2 } jump iN_oL   # EXCLUDE {S2}
         iifname != @up_iN jump iN_oU }                 # from a downstream: upstream
     }
+
+The counter set is the plane's data-driven (S,G) state, so its ``size`` is
+the instance's route cap (``route_budget``). When it is full the kernel adds
+no element: the ``update`` rule ends there (the rule breaks, evaluation goes
+on with the next rule), the next rule counts the packet on ``refused_iN``,
+and the packet is forwarded by its group as before. An instance granted no
+room at all has no ``update`` rule and counts every packet as refused.
 
 The group map's verdicts are ``goto``: a group chain ends the instance's
 processing, so the default-upstream rules see only groups without an entry.
@@ -50,7 +59,8 @@ from mcproxy_pmip.wire.records import FilterMode
 
 #: how long an (S,G) without packets stays in the counter set (the MRT plane's idle interval)
 IDLE_INTERVAL = 180
-#: most (S,G) entries one instance's counter set holds; packets of further sources still forward
+#: most (S,G) entries one instance's counter set holds unless told (``Limits.max_routes``);
+#: packets of further sources still forward, counted as refused
 SOURCE_SET_SIZE = 65536
 #: the table comment, which says which process owns the table
 PID_COMMENT = "mcproxy-pmip pid {pid}"
@@ -108,6 +118,10 @@ class InstanceNames:
     def upstreams(self) -> str:
         return f"up_{self.ident}"
 
+    @property
+    def refused(self) -> str:
+        return f"refused_{self.ident}"
+
     def group_chain(self, group: IPAddress) -> str:
         return f"{self.ident}_g{group.packed.hex()}"
 
@@ -135,28 +149,38 @@ def table_commands(syntax: FamilySyntax, table: str, pid: int) -> list[str]:
 
 
 def instance_commands(syntax: FamilySyntax, table: str, names: InstanceNames,
-                      default_upstreams: Iterable[str]) -> list[str]:
-    """Create one instance's sets, maps and chain."""
+                      default_upstreams: Iterable[str], source_set_size: int = SOURCE_SET_SIZE) -> list[str]:
+    """Create one instance's sets, maps, refusal counter and chain (``source_set_size``: its route cap)."""
     t = f"{syntax.nft} {table}"
     key = f"ifname . {syntax.address_type} . {syntax.address_type}"
     return [
         f"add set {t} {names.sources} {{ type {key}; flags dynamic,timeout; timeout {IDLE_INTERVAL}s; "
-        f"size {SOURCE_SET_SIZE}; counter; }}",
+        f"size {max(1, source_set_size)}; counter; }}",
+        f"add counter {t} {names.refused}",
         f"add map {t} {names.groups} {{ type {syntax.address_type} : verdict; }}",
         f"add set {t} {names.upstreams} {{ type ifname; }}",
         f"add chain {t} {names.chain}",
-        *instance_chain_commands(syntax, table, names, default_upstreams),
+        *instance_chain_commands(syntax, table, names, default_upstreams, count_sources=source_set_size > 0),
     ]
 
 
 def instance_chain_commands(syntax: FamilySyntax, table: str, names: InstanceNames,
-                            default_outputs: Iterable[str]) -> list[str]:
-    """(Re)fill the instance chain: counters, group dispatch, then the default upstreams' output chains."""
+                            default_outputs: Iterable[str], count_sources: bool = True) -> list[str]:
+    """(Re)fill the instance chain: counters, group dispatch, then the default upstreams' output chains.
+
+    ``count_sources`` False (no room for any (S,G)): no ``update``, every packet counts as refused.
+    """
     t = f"{syntax.nft} {table}"
     chain = f"add rule {t} {names.chain}"
+    element = f"iifname . {syntax.saddr} . {syntax.daddr}"
+    if count_sources:
+        counting = [f"{chain} update @{names.sources} {{ {element} }}",
+                    f'{chain} {element} != @{names.sources} counter name "{names.refused}"']
+    else:
+        counting = [f'{chain} counter name "{names.refused}"']
     return [
         f"flush chain {t} {names.chain}",
-        f"{chain} update @{names.sources} {{ iifname . {syntax.saddr} . {syntax.daddr} }}",
+        *counting,
         f"{chain} {syntax.daddr} vmap @{names.groups}",
         *(f"{chain} iifname != @{names.upstreams} jump {output}" for output in default_outputs),
     ]
@@ -249,7 +273,8 @@ def close_instance_commands(syntax: FamilySyntax, table: str, names: InstanceNam
     commands += [f"delete chain {t} {names.chain}", f"delete map {t} {names.groups}"]
     commands += [f"delete chain {t} {names.group_chain(group)}" for group in groups]
     commands += [f"delete chain {t} {chain}" for chain in output_chains]
-    commands += [f"delete set {t} {names.sources}", f"delete set {t} {names.upstreams}"]
+    commands += [f"delete set {t} {names.sources}", f"delete set {t} {names.upstreams}",
+                 f"delete counter {t} {names.refused}"]
     return commands
 
 

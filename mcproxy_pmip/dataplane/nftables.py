@@ -23,6 +23,12 @@ State and cost:
   rule holds the index taken when it was loaded.
 - per-(S,G) packet counters live in a dynamic set that the kernel expires
   after ``nft_rules.IDLE_INTERVAL`` idle seconds: ``age`` has nothing to do.
+- that set is the plane's data-driven (S,G) state: its size is the
+  instance's route cap, reserved from ``routes`` (``route_budget``) when the
+  instance opens, split evenly between its families. A (iif, S, G) the full
+  set refuses is forwarded by its group all the same; its packets are
+  counted (``routes_refused_packets``, one netlink request per family,
+  ``kernel.nft_counter``: an nft ``list`` would fetch every set element).
 """
 
 from __future__ import annotations
@@ -38,9 +44,10 @@ from ipaddress import ip_address
 from mcproxy_pmip.addresses import Family, IPAddress
 from mcproxy_pmip.dataplane import nft_rules as rules
 from mcproxy_pmip.dataplane.port import (ForwardingView, GroupOutputs, PlaneCounters, PlaneUnavailable, Reader,
-                                         Role, RouteRow)
+                                         Role, RouteBudget, RouteQuota, RouteRow)
 from mcproxy_pmip.errors import KernelError, McproxyError
 from mcproxy_pmip.kernel.nft import NftContext, process_alive
+from mcproxy_pmip.kernel.nft_counter import NftCounterReader
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +69,8 @@ class NftablesPlane:
         self._nft: NftContext | None = None
         self._numbers = itertools.count(1)
         self._instances: dict[str, NftInstancePlane] = {}
+        self.routes = RouteBudget()
+        self._counter_reader: NftCounterReader | None = None
 
     def start(self, configured_tables: Iterable[int]) -> None:
         """Open the nft context, delete dead runs' tables and create ours (configured MRT tables: unused)."""
@@ -155,13 +164,30 @@ class NftablesPlane:
         if name in self._instances:
             raise McproxyError(f"nftables plane: instance {name} is already open")
         names = rules.instance_names(next(self._numbers))
+        quota = self.routes.quota(name)
+        size = quota.reserve() // max(1, len(families))
+        quota.track(None, size * len(families))
         commands = [command for family in sorted(families)
-                    for command in rules.instance_commands(rules.SYNTAX[family], self.table_name, names, ())]
-        self.apply(commands)
-        plane = NftInstancePlane(self, name, families, names, view)
+                    for command in rules.instance_commands(rules.SYNTAX[family], self.table_name, names, (), size)]
+        try:
+            self.apply(commands)
+        except McproxyError:
+            self.routes.closed(quota)
+            raise
+        plane = NftInstancePlane(self, name, families, names, view, quota, size)
         self._instances[name] = plane
-        log.info("nft_instance_opened instance=%s ident=%s", name, names.ident)
+        log.info("nft_instance_opened instance=%s ident=%s max_routes=%d", name, names.ident, size)
         return plane
+
+    def named_counter(self, family: Family, name: str) -> int | None:
+        """Packets of one of our named counters, read from the kernel directly (None: unreadable)."""
+        try:
+            if self._counter_reader is None:
+                self._counter_reader = NftCounterReader()
+            return self._counter_reader.read(family, self.table_name, name)[0]
+        except KernelError as exc:
+            log.warning("nft_counter_unreadable family=%s counter=%s error=%s", family.name, name, exc)
+            return None
 
     def instance_closed(self, name: str) -> None:
         self._instances.pop(name, None)
@@ -186,6 +212,9 @@ class NftablesPlane:
         finally:
             self._instances.clear()
             self._nft.close()
+            if self._counter_reader is not None:
+                self._counter_reader.close()
+                self._counter_reader = None
 
 
 class NftInstancePlane:
@@ -194,8 +223,10 @@ class NftInstancePlane:
     table: int | None = None
 
     def __init__(self, plane: NftablesPlane, name: str, families: frozenset[Family], names: rules.InstanceNames,
-                 view: ForwardingView) -> None:
+                 view: ForwardingView, quota: RouteQuota, source_set_size: int) -> None:
         self.name = name
+        self.quota = quota
+        self.source_set_size = source_set_size
         self.families = families
         self.names = names
         self._plane = plane
@@ -326,7 +357,8 @@ class NftInstancePlane:
                 wanted = tuple(n for n in self._view.default_upstreams(family) if n in self._roles)
                 if wanted != self._defaults[family]:
                     updates += rules.instance_chain_commands(rules.SYNTAX[family], self._table, self.names,
-                                                             [self._output_chains[n] for n in wanted])
+                                                             [self._output_chains[n] for n in wanted],
+                                                             count_sources=self.source_set_size > 0)
                     new_defaults[family] = wanted
         installed: dict[GroupKey, GroupOutputs | None] = {}
         for key in keys:
@@ -435,6 +467,9 @@ class NftInstancePlane:
     def counters(self) -> dict[str, int]:
         values = dict(self._counters.values)
         values["nft_groups"] = len(self._installed)
+        values["routes_max"] = self.source_set_size * len(self.families)
+        refused = [self._plane.named_counter(family, self.names.refused) for family in sorted(self.families)]
+        values["routes_refused_packets"] = sum(n for n in refused if n is not None)
         return values
 
     def close(self) -> None:
@@ -449,6 +484,7 @@ class NftInstancePlane:
                                                       self._roles, groups, outputs)
         self._plane.apply(commands, self._counters)
         self._closed = True
+        self._plane.routes.closed(self.quota)
         self._installed.clear()
         self._loaded_outputs.clear()
         self._roles.clear()

@@ -23,9 +23,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from mcproxy_pmip.addresses import Family, IPAddress
+from mcproxy_pmip.dataplane.route_budget import RouteBudget, RouteQuota  # noqa: F401 (part of the port)
 from mcproxy_pmip.errors import PlaneLimitReached, PlaneUnavailable  # noqa: F401 (part of the port)
 from mcproxy_pmip.wire.records import FilterMode
 
@@ -163,6 +164,21 @@ class InstancePlane(Protocol):
         """Remove everything this instance put in the kernel."""
 
 
+@runtime_checkable
+class SteppedAgeing(Protocol):
+    """An instance plane that sweeps its own (S,G) entries a bounded step at a time.
+
+    ``proxy.ageing`` calls ``begin_ageing(now)``, then ``age_step(budget)``
+    once per reactor turn until it returns True; each step looks at no more
+    than ``budget`` entries, and a failure to read one entry's counter
+    affects that entry only.
+    """
+
+    def begin_ageing(self, now: float) -> None: ...
+
+    def age_step(self, budget: int) -> bool: ...
+
+
 class DataPlane(Protocol):
     """One data plane for the whole daemon."""
 
@@ -170,6 +186,8 @@ class DataPlane(Protocol):
     name: str
     #: most interfaces one instance can have (None: no limit)
     max_interfaces: int | None
+    #: the caps on data-driven (S,G) entries; the daemon ``configure``s it from the configuration
+    routes: RouteBudget
 
     def start(self, configured_tables: Iterable[int]) -> None:
         """Clear leftovers of a crashed run and set up what the daemon shares."""

@@ -118,6 +118,8 @@ class ProxyApi:
             for source in (proxy.receiver.received, proxy.receiver.drops, proxy.sender.sent,
                            proxy.sender.failures):
                 counters.update(source)
+        counters.update(proxy.budget.counters())
+        counters.update(proxy.plane.routes.counters())
         for family, sock in proxy.sockets.items():
             counters.update({f"{family.protocol.lower()}_socket_{reason}": n for reason, n in sock.drops.items()})
         for instance in proxy.instances.values():

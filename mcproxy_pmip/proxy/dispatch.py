@@ -4,7 +4,9 @@ Queries and reports go out through the ``Sender``; querier changes and
 traces go to the log; ``ForwardingChanged`` is told to ``on_change`` at once
 and collected, so that every group changed in one reactor turn reaches the
 plane in one ``groups_changed`` call at the end of the turn (a burst of
-reports costs the plane one update).
+reports costs the plane one update). A plane that fails the update is
+logged (a bug with its traceback); the next change of those groups, or the
+next refresh, tries again.
 """
 
 from __future__ import annotations
@@ -74,3 +76,5 @@ class ActionDispatcher:
             forwarding.groups_changed(changed)
         except McproxyError as exc:
             log.error("forwarding_update_failed instance=%s groups=%d error=%s", self._name, len(changed), exc)
+        except Exception:
+            log.exception("forwarding_update_failed instance=%s groups=%d", self._name, len(changed))

@@ -9,6 +9,15 @@ a unicast route in the main table via a watched access link appearing is an
 attach (MN id ``hnp:<prefix>``, tunnel from ``tunnel_for_access``), its
 removal a detach. Routes the kernel makes itself (connected prefixes, router
 advertisements, redirects) are ignored. Existing routes are read once at start.
+
+Recovery: any error reading or handling notifications (``ENOBUFS`` when the
+kernel dropped some, or anything unexpected) closes the socket, opens a new
+one (subscribed before the dump, so nothing falls between) and resynchronises
+from a full dump of links and routes: routes that came meanwhile attach,
+routes that went detach. Each recovery is counted (``recoveries``) and
+logged, an unexpected error with its traceback. When the reopen or the dump
+fails too, it is retried after ``RETRY_INTERVAL``, doubling up to
+``MAX_RETRY_INTERVAL``, until it succeeds or the source stops.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from typing import Any
 from pyroute2 import IPRoute, IPRSocket
 from pyroute2.netlink.rtnl import RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE, RTMGRP_LINK
 
-from mcproxy_pmip.plugin import CommandError, McproxyError
+from mcproxy_pmip.plugin import CommandError
 from mcproxy_pmip_plugins.pmipv6.bindings import BindingEvent, MobileNodeAttached, MobileNodeDetached
 
 log = logging.getLogger(__name__)
@@ -31,6 +40,9 @@ MAIN_TABLE = 254
 RTN_UNICAST = 1
 #: rtm_protocol values of routes the kernel installs by itself: redirect, kernel, RA.
 KERNEL_PROTOCOLS = frozenset({1, 2, 9})
+#: first wait before reopening after a failed recovery, and the longest (doubling in between)
+RETRY_INTERVAL = 1.0
+MAX_RETRY_INTERVAL = 30.0
 
 
 def mn_id_for(prefix: str) -> str:
@@ -54,24 +66,46 @@ class NetlinkBindingSource:
         self._names: dict[int, str] = {}
         self._routes: dict[str, str] = {}
         self._socket: IPRSocket | None = None
+        self._running = False
+        self._retry = None
+        self._retry_interval = RETRY_INTERVAL
+        #: recoveries begun (an error, then reopen and full dump), and reopen attempts that failed
+        self.recoveries = 0
+        self.failed_reopens = 0
 
     def start(self) -> None:
         """Subscribe, then read links and routes that exist already."""
-        self._open()
-        self._resync()
+        try:
+            self._open()
+            self._resync()
+        except BaseException:
+            self._close_socket()
+            raise
+        self._running = True
         self._reactor.addReader(self)
 
     def stop(self) -> None:
+        self._running = False
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
         if self._socket is None:
             return
         self._reactor.removeReader(self)
-        self._socket.close()
-        self._socket = None
+        self._close_socket()
+
+    def _close_socket(self) -> None:
+        sock, self._socket = self._socket, None
+        if sock is None:
+            return
+        try:
+            sock.close()
+        except Exception:
+            log.exception("netlink-source-close-failed")
 
     def _open(self) -> None:
-        sock = IPRSocket(netns=self._netns) if self._netns else IPRSocket()
-        sock.bind(groups=RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_LINK)
-        self._socket = sock
+        self._socket = IPRSocket(netns=self._netns) if self._netns else IPRSocket()
+        self._socket.bind(groups=RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_LINK)
 
     def _resync(self) -> None:
         """Full dump (at start and after lost notifications); routes gone meanwhile are detached."""
@@ -101,20 +135,45 @@ class NetlinkBindingSource:
     def doRead(self) -> None:
         try:
             messages = self._socket.get()
+            for message in messages:
+                self._dispatch(message)
         except OSError as exc:
             if exc.errno in (errno.EAGAIN, errno.EINTR):
                 return
-            if exc.errno != errno.ENOBUFS:
-                raise
-            log.warning("netlink-source-overrun: resynchronising from a full dump")
-            self._reactor.removeReader(self)
-            self._socket.close()
+            if exc.errno == errno.ENOBUFS:
+                log.warning("netlink-source-overrun recoveries=%d: resynchronising from a full dump",
+                            self.recoveries + 1)
+            else:
+                log.exception("netlink-source-error recoveries=%d: reopening", self.recoveries + 1)
+            self._recover()
+        except Exception:
+            log.exception("netlink-source-error recoveries=%d: reopening", self.recoveries + 1)
+            self._recover()
+
+    def _recover(self) -> None:
+        """Drop the socket, then reopen and resynchronise (now, and later again if that fails)."""
+        self.recoveries += 1
+        self._reactor.removeReader(self)
+        self._close_socket()
+        self._reopen()
+
+    def _reopen(self) -> None:
+        self._retry = None
+        if not self._running:
+            return
+        try:
             self._open()
             self._resync()
-            self._reactor.addReader(self)
+        except Exception:
+            self._close_socket()
+            self.failed_reopens += 1
+            log.exception("netlink-source-reopen-failed retry_in=%.1f", self._retry_interval)
+            self._retry = self._reactor.callLater(self._retry_interval, self._reopen)
+            self._retry_interval = min(self._retry_interval * 2, MAX_RETRY_INTERVAL)
             return
-        for message in messages:
-            self._dispatch(message)
+        self._retry_interval = RETRY_INTERVAL
+        self._reactor.addReader(self)
+        log.info("netlink-source-resynchronised recoveries=%d routes=%d", self.recoveries, len(self._routes))
 
     # message handling
 
@@ -171,7 +230,7 @@ class NetlinkBindingSource:
         except CommandError as exc:
             log.warning("netlink-binding-refused mn=%s code=%s message=%s", event.mn_id, exc.code, exc.message)
             return
-        except McproxyError:
+        except Exception:
             log.exception("netlink-binding-failed mn=%s", event.mn_id)
             return
         log.debug("netlink-binding mn=%s result=%s", event.mn_id, result)

@@ -125,11 +125,25 @@ def test_reply_after_the_client_left_is_dropped():
     assert h.transport.value() == b""
 
 
-def test_over_long_line_is_refused_and_closes():
+def test_over_long_line_is_refused_once_skipped_and_the_connection_stays():
     h = Harness({"echo": echo})
     h.send(b"x" * (p.MAX_LINE_LENGTH + 1))
-    assert h.replies()[0]["error"]["code"] == "line-too-long"
-    assert h.transport.disconnecting
+    assert [r["error"]["code"] for r in h.replies()] == ["line-too-long"]
+    assert h.proto._buffer == b"", "the over-long line is buffered"
+    h.send(b"x" * 1000)
+    h.send(b'x"}\n{"id": 2, "cmd": "echo"}\n')
+    assert h.replies() == [{"id": 2, "ok": True, "result": {}}]
+    assert not h.transport.disconnecting
+
+
+def test_nesting_and_huge_numbers_are_bad_json_not_exceptions():
+    for line in (b"[" * 50_000, b'{"cmd":"echo","a":' + b"[" * 40 + b"]" * 40 + b"}",
+                 b'{"cmd":"echo","a":-' + b"1" * 65 + b"}", b'{"cmd":"echo","a":Infinity}'):
+        with pytest.raises(p.CommandError) as info:
+            p.parse_request(line)
+        assert info.value.code == "bad-json"
+    nested = b'{"cmd":"echo","a":"' + b"[{" * 100 + b'\\"","b":' + b"[" * 30 + b"]" * 30 + b"}"
+    assert p.parse_request(nested).cmd == "echo", "brackets inside strings counted"
 
 
 def test_commands_command_lists_the_table():

@@ -112,21 +112,67 @@ def test_requests_errors_and_a_usable_connection_after_bad_input(daemon, socket_
         assert client.request("instances")[0]["downstreams"] == ["acc0", "acc1"]
 
 
-def test_over_long_line_gets_an_error_and_the_connection_closes(daemon, socket_path):
+def _read_line(sock: socket.socket, buffer: bytearray) -> dict:
+    while b"\n" not in buffer:
+        chunk = sock.recv(65536)
+        if not chunk:
+            pytest.fail(f"the daemon closed the connection; got {bytes(buffer)[:200]!r}")
+        buffer += chunk
+    end = buffer.index(b"\n")
+    line = bytes(buffer[:end])
+    del buffer[:end + 1]
+    return json.loads(line)
+
+
+def test_over_long_line_gets_an_error_and_the_connection_stays(daemon, socket_path):
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(10)
         sock.connect(str(socket_path))
+        buffer = bytearray()
+        # In pieces, so the daemon sees it too long before its newline, then once more in one piece.
         sock.sendall(b'{"id":1,"cmd":"status","pad":"' + b"x" * (1024 * 1024 + 10))
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    reply = json.loads(data.splitlines()[0])
-    assert reply["error"]["code"] == "line-too-long"
+        assert _read_line(sock, buffer)["error"]["code"] == "line-too-long"
+        sock.sendall(b"x" * 300_000 + b'"}\n{"id":2,"cmd":"version"}\n')
+        assert _read_line(sock, buffer) == {"id": 2, "ok": True, "result": {"version": "test"}}
+        sock.sendall(b"y" * (1024 * 1024 + 5) + b'\n{"id":3,"cmd":"version"}\n')
+        assert _read_line(sock, buffer)["error"]["code"] == "line-too-long"
+        assert _read_line(sock, buffer)["id"] == 3
+
+
+MALFORMED = [
+    (b"[" * 100_000 + b"]" * 100_000, "bad-json"),
+    (b'{"id":1,"cmd":"status","x":' + b"[" * 5000 + b"]" * 5000 + b"}", "bad-json"),
+    (b'{"id":1,"cmd":"status","x":' + b"7" * 5000 + b"}", "bad-json"),
+    (b'{"id":' + b"1" * 5000 + b',"cmd":"status"}', "bad-json"),
+    (b'{"cmd":"groups","instance":' + b"9" * 4301 + b"}", "bad-json"),
+    (b'{"cmd":"status","x":NaN}', "bad-json"),
+    (b"\xff\xfe\x00{", "bad-json"),
+    (b"[1, 2]", "bad-request"),
+    (b'"status"', "bad-request"),
+    (b"42", "bad-request"),
+    (b"null", "bad-request"),
+    (b'{"id":[1],"cmd":"status"}', "bad-request"),
+    (b'{"id":1,"cmd":7}', "bad-request"),
+    (b'{"id":1,"cmd":{"a":1}}', "bad-request"),
+    (b'{"id":1,"cmd":"groups","instance":["mag1"]}', "bad-argument"),
+    (b'{"id":1,"cmd":"groups","interface":true}', "bad-argument"),
+    (b'{"id":1,"cmd":"add-downstream","instance":"mag1","interface":1e400}', "bad-argument"),
+    (b'{"id":1,"cmd":"add-downstream","instance":"mag1"}', "bad-argument"),
+    (b'{"id":1,"cmd":"status","extra":1}', "bad-argument"),
+]
+
+
+def test_every_malformed_request_gets_an_error_on_the_same_connection(daemon, socket_path):
     with ControlClient(str(socket_path)) as client:
-        assert client.request("version") == {"version": "test"}, "daemon did not survive"
+        assert client.request("add-downstream", instance="mag1", interface="acc7") == \
+            {"instance": "mag1", "interface": "acc7"}
+        for line, code in MALFORMED:
+            reply = client.send_raw(line)
+            assert reply["ok"] is False, f"{line[:60]!r} was accepted: {reply}"
+            assert reply["error"]["code"] == code, f"{line[:60]!r}: {reply}"
+        assert client.request("instances")[0]["downstreams"] == ["acc0", "acc7"], "state lost"
+        assert client.request("status") == {"pid": 1234, "instances": 1}
+    assert daemon.poll() is None, "the daemon died"
 
 
 def test_ctl_prints_tables_json_and_errors(daemon, socket_path, capsys):

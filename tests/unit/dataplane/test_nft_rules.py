@@ -59,10 +59,20 @@ def test_instance_chain_counts_sources_dispatches_groups_then_sends_the_rest_ups
                            f"timeout 180s; size 65536; counter; }}")
     assert f"add map ip {T} groups_i1 {{ type ipv4_addr : verdict; }}" in commands
     assert f"add set ip {T} up_i1 {{ type ifname; }}" in commands
-    assert commands[-4:] == [f"flush chain ip {T} i1",
+    assert f"add counter ip {T} refused_i1" in commands
+    assert commands[-5:] == [f"flush chain ip {T} i1",
                              f"add rule ip {T} i1 update @src_i1 {{ iifname . ip saddr . ip daddr }}",
+                             f'add rule ip {T} i1 iifname . ip saddr . ip daddr != @src_i1 counter name "refused_i1"',
                              f"add rule ip {T} i1 ip daddr vmap @groups_i1",
                              f"add rule ip {T} i1 iifname != @up_i1 jump i1_o1"]
+
+
+def test_the_source_set_size_is_the_route_cap_and_no_room_counts_every_packet_refused():
+    capped = rules.instance_commands(V4, T, I1, (), source_set_size=100)
+    assert "size 100;" in capped[0]
+    none = rules.instance_commands(V6, T, I1, (), source_set_size=0)
+    assert not any("update @src_i1" in command for command in none)
+    assert f'add rule ip6 {T} i1 counter name "refused_i1"' in none
 
 
 def test_instance_chain_without_default_upstreams_sends_nothing_upstream():
@@ -144,6 +154,7 @@ def test_closing_an_instance_removes_references_before_what_they_refer_to():
         f"delete chain ip {T} i1_o4",
         f"delete set ip {T} src_i1",
         f"delete set ip {T} up_i1",
+        f"delete counter ip {T} refused_i1",
     ]
 
 
