@@ -9,7 +9,8 @@ interface monitor, the IGMP and MLD packet sockets) and starts one
 are stopped again); ``stopService`` removes every vif,
 MFC entry, rule and nftables chain the daemon made. Inbound packets are demultiplexed by
 interface to the instance that owns it. ``reload`` applies a new
-configuration's difference and keeps the state of what did not change.
+configuration's difference all or nothing (``proxy.reload``) and keeps the
+state of what did not change.
 The plugin facade and the control backend live in ``proxy.api``.
 """
 
@@ -23,15 +24,17 @@ from twisted.application import service
 
 from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.config.diff import diff_configs
-from mcproxy_pmip.config.model import Config, InstanceConfig
+from mcproxy_pmip.config.model import Config, InstanceConfig, Limits
 from mcproxy_pmip.dataplane.port import DataPlane, PacketSocket
 from mcproxy_pmip.kernel.interfaces import InterfaceInfo
+from mcproxy_pmip.membership.budget import StateBudget
 from mcproxy_pmip.kernel.netmon import (AddressAdded, AddressRemoved, InterfaceMonitor, LinkAdded,
                                         LinkChanged, LinkRemoved, Resynced)
 from mcproxy_pmip.plugin import INTERFACE_DOWN, INTERFACE_UP, ProxyEvent
 from mcproxy_pmip.proxy.instance import ProxyInstance
 from mcproxy_pmip.proxy.reader import SocketReader
 from mcproxy_pmip.proxy.receiver import Inbound, Receiver
+from mcproxy_pmip.proxy.reload import Reload
 from mcproxy_pmip.proxy.sender import Sender
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,7 @@ class Proxy(service.Service):
         self.families = frozenset(config.families)
         self.require_router_alert = require_router_alert
         self.rng = random.Random(seed)
+        self.budget = StateBudget.daemon(config.limits.max_total_groups, config.limits.max_total_sources)
         self.instances: dict[str, ProxyInstance] = {}
         self.listeners: list[Callable[[ProxyEvent], None]] = []
         self.monitor: InterfaceMonitor | None = None
@@ -78,7 +82,9 @@ class Proxy(service.Service):
         self.sender = Sender(self.sockets.get(Family.IPV4), self.sockets.get(Family.IPV6), self.lookup,
                              self.reactor.callLater)
         self.receiver = Receiver(self.sockets.get(Family.IPV4), self.sockets.get(Family.IPV6),
-                                 self._deliver, self.monitor.is_own_address, self.require_router_alert)
+                                 self._deliver, self.monitor.is_own_address, self.require_router_alert,
+                                 clock=self.reactor, limits_for=self._limits_of,
+                                 is_on_link=self.monitor.is_on_link)
         if Family.IPV4 in self.sockets:
             self._add_reader("igmp", self.sockets[Family.IPV4].fileno, self.receiver.read_igmp)
         if Family.IPV6 in self.sockets:
@@ -98,6 +104,8 @@ class Proxy(service.Service):
         for reader in self.readers:
             self.reactor.removeReader(reader)
         self.readers.clear()
+        if self.receiver is not None:
+            self.receiver.close()
         for sock in self.sockets.values():
             sock.close()
         self.sockets.clear()
@@ -117,8 +125,10 @@ class Proxy(service.Service):
     def start_instance(self, config: InstanceConfig) -> ProxyInstance:
         if config.name in self.instances:
             raise ValueError(f"instance {config.name} exists already")
+        self.plane.routes.configure_instance(config.name, config.limits.max_routes,
+                                             self.config.limits.max_total_routes)
         instance = ProxyInstance(config, self.families, self.plane, self.reactor, self.sender, self.sockets,
-                                 self.lookup, random.Random(self.rng.random()),
+                                 self.lookup, random.Random(self.rng.random()), budget=self.budget,
                                  on_change=lambda family, group, name=config.name:
                                  self.emit(ProxyEvent("membership-changed", name, None, family, group)))
         self.instances[config.name] = instance
@@ -160,6 +170,12 @@ class Proxy(service.Service):
                 return instance
         return None
 
+    def _limits_of(self, ifindex: int) -> Limits | None:
+        """The limits of the instance that owns ``ifindex`` (None: no instance does)."""
+        info = self.monitor.interface(ifindex)
+        instance = self.owner_of(info.name) if info is not None else None
+        return instance.config.limits if instance is not None else None
+
     def _deliver(self, inbound: Inbound) -> None:
         info = self.monitor.interface(inbound.ifindex)
         if info is None:
@@ -191,28 +207,15 @@ class Proxy(service.Service):
     # -- reload ------------------------------------------------------------------------
 
     def reload(self, new: Config) -> None:
-        """Apply ``new``: add and remove instances and downstreams; restart what cannot change in place."""
+        """Apply ``new`` all or nothing (``proxy.reload``): add, remove and restart instances, swap
+        downstreams; on a failure the old configuration runs again and ``ReloadFailed`` says why."""
         difference = diff_configs(self.config, new)
         if difference.protocols_changed:
             log.warning("reload_protocols_ignored reason=protocol lines change only at restart")
         if difference.data_plane_changed:
             log.warning("reload_data_plane_ignored running=%s reason=the data plane changes only at restart",
                         self.plane.name)
+        Reload(self, self.config, new, difference).apply()
         self.config = new
-        for gone in difference.instances_removed:
-            self.stop_instance(gone.name)
-        for change in difference.instances_changed:
-            instance = self.instances[change.name]
-            if change.needs_restart or change.filters_changed:
-                self.stop_instance(change.name)
-                self.start_instance(new.instance(change.name))
-                continue
-            instance.config = new.instance(change.name)
-            for name in change.downstreams_removed:
-                instance.remove_downstream(name)
-            for name in change.downstreams_added:
-                instance.add_downstream(name)
-        for added in difference.instances_added:
-            self.start_instance(added)
         log.info("reload_done added=%d removed=%d changed=%d", len(difference.instances_added),
                  len(difference.instances_removed), len(difference.instances_changed))
