@@ -141,7 +141,7 @@ def build_info(link: LinkState, addresses: list[AddressState]) -> InterfaceInfo:
     )
 
 
-def _dump(message: Any, message_type: int, netns: str | None) -> list[Any]:
+def rtnl_dump(message: Any, message_type: int, netns: str | None) -> list[Any]:
     """Run one rtnetlink dump request on a private socket and return every answer."""
     sock = IPRSocket(groups=0, netns=netns)
     try:
@@ -166,7 +166,7 @@ def _dump(message: Any, message_type: int, netns: str | None) -> list[Any]:
 
 def dump_links(netns: str | None = None) -> list[LinkState]:
     """Every link in the namespace (RTM_GETLINK dump)."""
-    return [parse_link(msg) for msg in _dump(ifinfmsg(), RTM_GETLINK, netns)
+    return [parse_link(msg) for msg in rtnl_dump(ifinfmsg(), RTM_GETLINK, netns)
             if msg["family"] != socket.AF_BRIDGE]
 
 
@@ -174,7 +174,7 @@ def dump_addresses(netns: str | None = None) -> list[AddressState]:
     """Every IPv4 and IPv6 address in the namespace (RTM_GETADDR dump)."""
     request = ifaddrmsg()
     request["family"] = socket.AF_UNSPEC
-    parsed = (parse_address(msg) for msg in _dump(request, RTM_GETADDR, netns))
+    parsed = (parse_address(msg) for msg in rtnl_dump(request, RTM_GETADDR, netns))
     return [entry for entry in parsed if entry is not None]
 
 

@@ -5,9 +5,10 @@ sockets and drops the non-static vifs and MFC entries of their tables. What
 stays behind:
 
 * our multicast rules (``ip mrule``), recognised by ``FRA_PROTOCOL`` =
-  ``mrules.MRULE_PROTOCOL`` *and* a table number from the configuration, so
-  the rules of another instance with other tables and the operator's rules
-  are never touched;
+  ``mrules.MRULE_PROTOCOL`` *and* a table number the caller names as ours
+  (the configured ones and those a crashed run recorded,
+  ``dataplane.mroute``), so the rules of another instance with other tables
+  and the operator's rules are never touched;
 * the tables themselves (the kernel never deletes one; they are empty and
   cheap) and any static entries in them, which :func:`clear` flushes with
   ``MRT_FLUSH``.

@@ -8,7 +8,9 @@ An instance adds one ``iif`` rule per interface of its table.
 
 Our rules carry ``FRA_PROTOCOL`` = :data:`MRULE_PROTOCOL`, so they are found
 again after a crash (``kernel.leftovers``) and are told apart from the
-operator's. The synchronous ``IPRoute`` blocks while it waits for the kernel;
+operator's. :func:`tables_in_use` lists the tables the kernel shows in use
+(named by anyone's rule, or holding MFC entries), so an automatic table
+number can avoid them. The synchronous ``IPRoute`` blocks while it waits for the kernel;
 these are rare configuration steps.
 """
 
@@ -20,9 +22,12 @@ from dataclasses import dataclass
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import RTM_GETROUTE
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.errors import KernelError
+from mcproxy_pmip.kernel.interfaces import rtnl_dump
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +123,13 @@ def list_mrules(family: Family, *, protocol: int | None = MRULE_PROTOCOL) -> lis
         if protocol is None or rule.protocol == protocol:
             rules.append(rule)
     return rules
+
+
+def tables_in_use(family: Family) -> set[int]:
+    """The tables of ``family`` the kernel shows in use: named by any mrule (anyone's), or with MFC entries."""
+    tables = {rule.table for rule in list_mrules(family, protocol=None)}
+    request = rtmsg()
+    request["family"] = rtnl_family(family)
+    for message in rtnl_dump(request, RTM_GETROUTE, None):
+        tables.add(message.get("RTA_TABLE") or message["table"])
+    return tables

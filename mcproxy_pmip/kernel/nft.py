@@ -29,6 +29,7 @@ import re
 from collections.abc import Iterable
 
 from mcproxy_pmip.errors import KernelError, PlaneUnavailable
+from mcproxy_pmip.kernel.statefile import process_alive  # noqa: F401 (the nftables plane's owner check)
 
 log = logging.getLogger(__name__)
 
@@ -187,13 +188,3 @@ class NftContext:
             self._lib.nft_ctx_free(self._ctx)
             self._ctx = None
 
-
-def process_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists (the owner check of the nftables plane's tables)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -5,6 +5,12 @@ Each interface that takes part in forwarding needs a vif index in its table
 ``MAXVIFS`` = ``MAXMIFS`` = 32 per table and answers the 33rd with a misleading
 ``ENFILE``; :class:`VifTable` allocates the lowest free index and raises
 :class:`VifLimitReached` with a clear message before it asks the kernel.
+
+When an interface is deleted, the kernel drops its vif by itself
+(``NETDEV_UNREGISTER``) and a later ``MRT_DEL_VIF`` answers
+``EADDRNOTAVAIL``: :meth:`VifTable.remove` then forgets the vif all the same,
+so an interface re-created under the same name (with a new ifindex) gets a
+vif again instead of keeping a stale one.
 """
 
 from __future__ import annotations
@@ -66,15 +72,23 @@ class VifTable:
         self._by_index: dict[int, Vif] = {}
 
     def add(self, interface: str, ifindex: int | None = None) -> Vif:
-        """Install ``interface`` (idempotent: an installed one returns its vif)."""
+        """Install ``interface`` (idempotent: an installed one returns its vif).
+
+        An interface installed under another ifindex (deleted and created
+        again) has its old vif removed first.
+        """
+        if ifindex is None:
+            ifindex = interface_index(interface)
         existing = self._by_interface.get(interface)
-        if existing is not None:
+        if existing is not None and existing.ifindex == ifindex:
             return existing
+        if existing is not None:
+            log.info("vif_stale table=%s vif=%d interface=%s old_ifindex=%d ifindex=%d", self._sock.table,
+                     existing.index, interface, existing.ifindex, ifindex)
+            self.remove(interface)
         free = next((i for i in range(self._limit) if i not in self._by_index), None)
         if free is None:
             raise VifLimitReached(self._sock.table, interface, self._limit)
-        if ifindex is None:
-            ifindex = interface_index(interface)
         if self._sock.family is Family.IPV4:
             self._sock.setsockopt("MRT_ADD_VIF", mroute.MRT_ADD_VIF, mroute.pack_vifctl(free, ifindex))
         else:
@@ -86,18 +100,33 @@ class VifTable:
         return vif
 
     def remove(self, interface: str) -> Vif | None:
-        """Take ``interface`` out of the table; None if it was not in it."""
+        """Take ``interface`` out of the table; None if it was not in it.
+
+        A vif the kernel already dropped (its device was deleted) is forgotten
+        without error; any other refusal raises and keeps it.
+        """
         vif = self._by_interface.get(interface)
         if vif is None:
             return None
-        if self._sock.family is Family.IPV4:
-            self._sock.setsockopt("MRT_DEL_VIF", mroute.MRT_DEL_VIF, mroute.pack_vifctl(vif.index, vif.ifindex))
-        else:
-            self._sock.setsockopt("MRT6_DEL_MIF", mroute.MRT6_DEL_MIF, struct.pack("@H", vif.index))
+        try:
+            if self._sock.family is Family.IPV4:
+                self._sock.setsockopt("MRT_DEL_VIF", mroute.MRT_DEL_VIF,
+                                      mroute.pack_vifctl(vif.index, vif.ifindex))
+            else:
+                self._sock.setsockopt("MRT6_DEL_MIF", mroute.MRT6_DEL_MIF, struct.pack("@H", vif.index))
+        except KernelError as exc:
+            if exc.errno != errno.EADDRNOTAVAIL:
+                raise
+            log.info("vif_already_gone table=%s vif=%d interface=%s", self._sock.table, vif.index, interface)
         del self._by_interface[interface]
         del self._by_index[vif.index]
         log.debug("vif_removed table=%s vif=%d interface=%s", self._sock.table, vif.index, interface)
         return vif
+
+    def ifindex_of(self, interface: str) -> int | None:
+        """The ifindex ``interface`` was installed with; None if it is not installed."""
+        vif = self._by_interface.get(interface)
+        return None if vif is None else vif.ifindex
 
     def vif_of(self, interface: str) -> int | None:
         vif = self._by_interface.get(interface)

@@ -5,6 +5,12 @@ interface given to it: the plane's vif/port (``add_interface``), the packet
 sockets' watch of its index, and its carrier as last seen. An interface is
 attached all or nothing: when the plane refuses it (MRT's 32 vifs), nothing
 of it is recorded. Membership state is not kept here (that is the core's).
+
+An interface deleted and created again under the same name has a new
+ifindex; when the monitor shows the name with an index other than the one
+it was attached with (the removal and the creation may come in one batch of
+link events), ``replaced`` says so and the instance releases and attaches
+it again, so the plane and the packet sockets follow the new index.
 """
 
 from __future__ import annotations
@@ -50,6 +56,15 @@ class InterfaceAttachments:
         self._ifindex[name] = ifindex
         for family in sorted(self._families):
             self._packets[family].watch(ifindex)
+
+    def ifindex_of(self, name: str) -> int | None:
+        """The index ``name`` was attached with; None if it is not attached."""
+        return self._ifindex.get(name)
+
+    def replaced(self, name: str, ifindex: int) -> bool:
+        """True if ``name`` is attached under an index other than ``ifindex`` (deleted, then created again)."""
+        known = self._ifindex.get(name)
+        return known is not None and known != ifindex
 
     def release(self, name: str) -> None:
         """Take ``name`` out of the data plane and stop listening on it."""

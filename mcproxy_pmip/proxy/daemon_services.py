@@ -21,7 +21,11 @@ log = logging.getLogger(__name__)
 
 
 class RpFilterReset(service.Service):
-    """Turns the interfaces' rp_filter off while running; puts the old values back at stop."""
+    """Turns the interfaces' rp_filter off while running; puts the old values back at stop.
+
+    The old values are kept in a state file while running (``kernel.sysctl``),
+    so a start after ``kill -9`` puts them back before recording its own.
+    """
 
     def __init__(self, interfaces: list[str]) -> None:
         self._interfaces = interfaces
@@ -33,8 +37,7 @@ class RpFilterReset(service.Service):
 
     def stopService(self):
         super().stopService()
-        if self._previous:
-            sysctl.restore_rp_filter(self._previous)
+        sysctl.finish_rp_filter(self._previous)
 
 
 class PluginService(service.Service):

@@ -10,7 +10,11 @@ context transfers to the core. Its collaborators do the rest:
 the plane to forget idle sources. Interfaces named in the configuration that
 do not exist yet are waited for, not fatal. A downstream that regains
 carrier (e.g. an access point's link when a mobile node arrives) is queried
-again at once, as at start-up; its state is kept across the outage.
+again at once, as at start-up; its state is kept across the outage. An
+upstream that comes back (carrier regained, or attached again after it went
+down or was deleted) gets the whole database reported on it within
+``UPSTREAM_RETURN_REPORT_INTERVAL``. An interface deleted and created again
+(a new ifindex under the same name) is released and attached afresh.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from mcproxy_pmip.dataplane.port import DataPlane, InstancePlane, PacketSocket, 
 from mcproxy_pmip.errors import McproxyError
 from mcproxy_pmip.kernel.interfaces import InterfaceInfo
 from mcproxy_pmip.membership.actions import Action
+from mcproxy_pmip.membership.budget import StateBudget
 from mcproxy_pmip.membership.instance import InstanceCore
-from mcproxy_pmip.membership.query import query_from_wire
+from mcproxy_pmip.membership.query import Query, query_from_wire
 from mcproxy_pmip.membership.timers import HostOptions
 from mcproxy_pmip.proxy.ageing import SourceAgeing
 from mcproxy_pmip.proxy.attachments import InterfaceAttachments
@@ -42,6 +47,10 @@ from mcproxy_pmip.wire.records import GroupRecord
 
 log = logging.getLogger(__name__)
 
+#: an upstream back in service reports the whole database within this many seconds (a General Query's
+#: Max Resp Time)
+UPSTREAM_RETURN_REPORT_INTERVAL = 1.0
+
 
 class ProxyInstance:
     """One proxy instance. ``lookup(name)`` answers from the interface monitor;
@@ -51,7 +60,8 @@ class ProxyInstance:
     def __init__(self, config: InstanceConfig, families: frozenset[Family], plane: DataPlane,
                  clock: IReactorTime, sender: Sender, packets: dict[Family, PacketSocket],
                  lookup: Callable[[str], InterfaceInfo | None],
-                 rng: random.Random, on_change: Callable[[Family, object], None] = lambda f, g: None) -> None:
+                 rng: random.Random, on_change: Callable[[Family, object], None] = lambda f, g: None,
+                 budget: StateBudget | None = None) -> None:
         self.config = config
         self.name = config.name
         self.families = families
@@ -64,7 +74,9 @@ class ProxyInstance:
             config.router_options(),
             HostOptions(robustness=config.timers.robustness,
                         unsolicited_report_interval=config.timers.unsolicited_report_interval),
-            rng, upstream_selection=selection)
+            rng, upstream_selection=selection,
+            budget=(budget or StateBudget.daemon()).child(
+                config.limits.max_instance_groups, config.limits.max_instance_sources, "instance"))
         self._interfaces = InterfaceAttachments(config.name, families, packets)
         self._dispatcher = ActionDispatcher(config.name, clock, sender, lambda: self.forwarding, on_change)
         self._ageing = SourceAgeing(clock, lambda: self.forwarding)
@@ -116,6 +128,10 @@ class ProxyInstance:
     def interface_changed(self, name: str) -> None:
         """Attach ``name`` if it exists and is up; detach it if it went away or down."""
         info = self._lookup(name)
+        if info is not None and self._interfaces.replaced(name, info.ifindex):
+            log.info("interface_recreated instance=%s interface=%s old_ifindex=%d ifindex=%d", self.name, name,
+                     self._interfaces.ifindex_of(name), info.ifindex)
+            self._lose(name)
         usable = info is not None and info.up
         carrier_regained = usable and self._interfaces.note_carrier(name, info.running)
         if usable and name not in self.attached:
@@ -125,12 +141,12 @@ class ProxyInstance:
             for family in sorted(self.families):
                 if (name, family) in self.core.downstreams:
                     self.driver.call(self.core.restart_downstream, name, family)
+        elif carrier_regained and name in self.core.upstreams:
+            log.info("carrier_regained instance=%s interface=%s", self.name, name)
+            self._report_upstream(name)
         elif not usable and name in self.attached:
             log.info("interface_lost instance=%s interface=%s", self.name, name)
-            if name in self.downstreams:
-                self._detach_downstream(name)
-            else:
-                self._interfaces.release(name)
+            self._lose(name)
         elif not usable:
             log.info("interface_waiting instance=%s interface=%s", self.name, name)
         if usable and name in self.attached and name in self.downstreams:
@@ -142,9 +158,24 @@ class ProxyInstance:
         if downstream:
             for family in sorted(self.families):
                 self.driver.call(self.core.add_downstream, name, family, _own_address(info, family))
+        else:
+            self._report_upstream(name)
         self.forwarding.refresh()
         log.info("interface_attached instance=%s interface=%s role=%s ifindex=%d", self.name, name,
                  "downstream" if downstream else "upstream", info.ifindex)
+
+    def _lose(self, name: str) -> None:
+        if name in self.downstreams:
+            self._detach_downstream(name)
+        else:
+            self._interfaces.release(name)
+
+    def _report_upstream(self, name: str) -> None:
+        """An upstream (back) in service: report the whole database on it soon, as to a General Query
+        (what was sent while it was down or gone was lost; the router may have forgotten us)."""
+        for family in sorted(self.families):
+            query = Query(family.newest_version, family.unspecified, UPSTREAM_RETURN_REPORT_INTERVAL)
+            self.driver.call(self.core.handle_query, name, family, query)
 
     def _update_own_addresses(self, name: str, info: InterfaceInfo) -> None:
         """A downstream's addresses may come after the link: the querier election follows them."""
