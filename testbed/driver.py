@@ -63,6 +63,7 @@ class HandoverDriver:
             context = self.controls[old].context_export(step.mn)
         elif self.mode == "context" and self.transfer == "predictive":
             self.controls[old].handover_prepare(step.mn, step.to)
+            previous_mag = old  # the new MAG uses a pushed context only from the MN's previous MAG
         elif self.mode == "context":
             previous_mag = old
         detach_at = self.clock()

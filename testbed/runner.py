@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mcproxy_pmip_plugins.pmipv6 import peer_pki
 from mcproxy_pmip_testbed import capture, planes
 from mcproxy_pmip_testbed.build import Testbed
 from mcproxy_pmip_testbed.control import ControlClient
@@ -40,16 +41,21 @@ def best_mode(spec: DaemonSpec) -> str:
     return "context" if spec.supports_plugin else "static"
 
 
-def peer_settings(plan: Plan, mag: str) -> dict[str, Any]:
+def peer_settings(plan: Plan, mag: str, tls_dir: Path | None = None) -> dict[str, Any]:
     """pmipv6 settings of the MAG-to-MAG context channel: listen on the MAG's underlay
-    address, every other MAG a peer."""
+    address, every other MAG a peer; mutual TLS with a key and certificate made in
+    ``tls_dir`` (one CA per run), plaintext without one."""
     def where(node: str) -> str:
         return f"[{plan.mag_peer_address(node)}]:{PEER_PORT}"
-    return {"name": mag, "listen": where(mag),
-            "peers": {other: where(other) for other in plan.topology.mags if other != mag}}
+    settings = {"name": mag, "listen": where(mag),
+                "peers": {other: where(other) for other in plan.topology.mags if other != mag}}
+    if tls_dir is None:
+        return {**settings, "insecure_plaintext": True}
+    return {**settings, **peer_pki.make_domain(tls_dir, [mag])[mag]}
 
 
-def daemon_roles(plan: Plan, mode: str, transfer: str = "control") -> list[DaemonRole]:
+def daemon_roles(plan: Plan, mode: str, transfer: str = "control",
+                 tls_dir: Path | None = None) -> list[DaemonRole]:
     roles = []
     for lma in plan.topology.lmas:
         tunnels = tuple(t.lma_tunnel_if for t in plan.tunnels if t.lma == lma)
@@ -66,7 +72,7 @@ def daemon_roles(plan: Plan, mode: str, transfer: str = "control") -> list[Daemo
         channel = mode == "context" and transfer != "control"
         roles.append(DaemonRole(node=mag, kind="mag", mode=mode, instances=instances,
                                 other_interfaces=("lo", *underlays),
-                                plugin_settings=peer_settings(plan, mag) if channel else {}))
+                                plugin_settings=peer_settings(plan, mag, tls_dir) if channel else {}))
     return roles
 
 
@@ -104,7 +110,7 @@ class ScenarioRun:
         self.captures: dict[str, Path] = {}
 
     def _start_daemons(self, testbed: Testbed) -> None:
-        for role in daemon_roles(self.plan, self.mode, self.transfer or "control"):
+        for role in daemon_roles(self.plan, self.mode, self.transfer or "control", self.sockdir / "peer-tls"):
             config = self.out / f"{role.node}.conf"
             config.write_text(self.spec.write_config(role))
             control = self.sockdir / f"{role.node}.sock"

@@ -6,13 +6,17 @@ context transfer payloads). Binding events come from the control command
 ``binding`` (a PMIPv6 daemon's hook script calls ``mcproxy-pmip-ctl``) or,
 with ``event_source: netlink``, from the MN routes a PMIPv6 daemon installs
 (netlink_source.py). The binding state machine is bindings.py; the
-MAG-to-MAG context channel (RFC 7411 §3.3, ``peers``/``listen`` settings) is
-peers.py and transfer.py. Settings and commands: docs/plugins.md.
+MAG-to-MAG context channel (RFC 7411 §3.3, ``peers``/``listen``/``tls_*``
+settings) is peers.py (its mutual TLS peer_tls.py, its store context_store.py)
+and transfer.py. Settings and commands: docs/plugins.md; certificates:
+docs/peer-tls.md.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,9 +30,13 @@ from mcproxy_pmip.plugin import (
 from mcproxy_pmip.wire import rfc7411
 from mcproxy_pmip_plugins.pmipv6.bindings import BindingTable, parse_binding_event
 from mcproxy_pmip_plugins.pmipv6.netlink_source import NetlinkBindingSource
+from mcproxy_pmip_plugins.pmipv6.context_store import HOLD_INTERVAL, MAX_BYTES, ContextStore
+from mcproxy_pmip_plugins.pmipv6.peer_tls import PeerCredentials, load_credentials
 from mcproxy_pmip_plugins.pmipv6.peers import (
-    DEFAULT_PEER_PORT, ContextStore, PeerAddress, PeerClient, PeerServerFactory,
+    DEFAULT_PEER_PORT, IDLE_INTERVAL, MAX_CONNECTIONS, MAX_MESSAGE, REQUEST_TIMEOUT, ChannelLimits,
+    PeerAddress, PeerClient, PeerServerFactory,
 )
+from mcproxy_pmip_plugins.pmipv6.ratelog import RateLimitedLog
 from mcproxy_pmip_plugins.pmipv6.transfer import ContextChannel
 
 __all__ = ["Pmipv6Plugin", "Pmipv6Settings", "parse_settings"]
@@ -37,8 +45,19 @@ log = logging.getLogger(__name__)
 
 EVENT_SOURCES = ("control", "netlink")
 _PROFILES = {"pmipv6": PMIPV6_TIMERS, "default": Timers()}
+_TLS_FILES = ("tls_ca", "tls_cert", "tls_key")
+#: numeric channel settings: name -> (default, minimum, integer only)
+_CHANNEL_NUMBERS = {"peer_max_connections": (MAX_CONNECTIONS, 1, True),
+                    "peer_idle_interval": (IDLE_INTERVAL, 0.1, False),
+                    "peer_max_request": (MAX_MESSAGE, 1024, True),
+                    "peer_request_timeout": (REQUEST_TIMEOUT, 0.1, False),
+                    "context_hold_interval": (HOLD_INTERVAL, 1.0, False),
+                    "context_store_bytes": (MAX_BYTES, 4096, True)}
 _KNOWN_SETTINGS = frozenset({"profile", "remove_empty_instance", "event_source",
-                             "tunnel_for_access", "netns", "peers", "listen", "name"})
+                             "tunnel_for_access", "netns", "peers", "listen", "name",
+                             "insecure_plaintext", *_TLS_FILES, *_CHANNEL_NUMBERS})
+#: a MAG name is a DNS name: it is the name in the MAG's certificate
+_MAG_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +72,12 @@ class Pmipv6Settings:
     peers: dict[str, PeerAddress] = field(default_factory=dict)
     listen: PeerAddress | None = None
     name: str | None = None
+    tls: tuple[str, str, str] | None = None  # (ca, cert, key) paths
+    insecure_plaintext: bool = False
+    limits: ChannelLimits = ChannelLimits()
+    request_timeout: float = REQUEST_TIMEOUT
+    hold_interval: float = HOLD_INTERVAL
+    store_bytes: int = MAX_BYTES
 
 
 def _problem(message: str) -> ConfigProblem:
@@ -96,8 +121,8 @@ def _parse_peers(settings: Mapping[str, Any], problems: list[ConfigProblem]) -> 
         problems.append(_problem("peers must map peer MAG names to addresses"))
         raw_peers = {}
     for peer, text in raw_peers.items():
-        if not isinstance(peer, str) or not peer:
-            problems.append(_problem(f"peers: {peer!r} is not a MAG name"))
+        if not isinstance(peer, str) or not _MAG_NAME.fullmatch(peer):
+            problems.append(_problem(f"peers: {peer!r} is not a MAG name (a DNS name: letters, digits, '-', '.')"))
             continue
         address = _parse_address(text, f"peers.{peer}", problems)
         if address is not None:
@@ -108,12 +133,49 @@ def _parse_peers(settings: Mapping[str, Any], problems: list[ConfigProblem]) -> 
         if not raw_peers:
             problems.append(_problem("listen without peers: only configured peers may connect"))
     name = settings.get("name")
-    if name is not None and (not isinstance(name, str) or not name):
+    if name is not None and (not isinstance(name, str) or not _MAG_NAME.fullmatch(name)):
         problems.append(_problem("name must be this MAG's name"))
         name = None
     if name is not None and name in raw_peers:
         problems.append(_problem(f"peers lists this MAG's own name {name!r}"))
     return peers, listen, name
+
+
+def _parse_numbers(settings: Mapping[str, Any], problems: list[ConfigProblem]) -> dict[str, float | int]:
+    values = {}
+    for name, (default, minimum, integer) in _CHANNEL_NUMBERS.items():
+        value = settings.get(name, default)
+        kinds = (int,) if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not minimum <= value < math.inf:
+            problems.append(_problem(f"{name} must be {'an integer' if integer else 'a number'} "
+                                     f"of at least {minimum:g}"))
+            value = default
+        values[name] = value
+    return values
+
+
+def _parse_security(settings: Mapping[str, Any], peers: Mapping[str, PeerAddress],
+                    problems: list[ConfigProblem]) -> tuple[tuple[str, str, str] | None, bool]:
+    """(tls file paths, insecure_plaintext): a channel with peers needs one of them."""
+    insecure = settings.get("insecure_plaintext", False)
+    if not isinstance(insecure, bool):
+        problems.append(_problem("insecure_plaintext must be true or false"))
+        insecure = False
+    given = [name for name in _TLS_FILES if name in settings]
+    if any(not isinstance(settings[name], str) or not settings[name] for name in given):
+        problems.append(_problem("tls_ca, tls_cert and tls_key must be file paths"))
+        return None, insecure
+    if given and len(given) < len(_TLS_FILES):
+        problems.append(_problem(f"{', '.join(sorted(set(_TLS_FILES) - set(given)))} missing: "
+                                 f"the peer channel's TLS needs tls_ca, tls_cert and tls_key"))
+        return None, insecure
+    tls = tuple(settings[name] for name in _TLS_FILES) if given else None
+    if tls is not None and insecure:
+        problems.append(_problem("insecure_plaintext and tls_* settings exclude each other"))
+    if peers and tls is None and not insecure:
+        problems.append(_problem("the peer channel needs mutual TLS (tls_ca, tls_cert, tls_key; "
+                                 "docs/peer-tls.md) or, on a testbed only, insecure_plaintext: true"))
+    return tls, insecure
 
 
 def parse_settings(settings: Mapping[str, Any]) -> Pmipv6Settings:
@@ -138,9 +200,30 @@ def parse_settings(settings: Mapping[str, Any]) -> Pmipv6Settings:
     if netns is not None and not isinstance(netns, str):
         problems.append(_problem("netns must be a namespace name"))
     peers, listen, name = _parse_peers(settings, problems)
+    tls, insecure = _parse_security(settings, peers, problems)
+    numbers = _parse_numbers(settings, problems)
     if problems:
         raise ConfigError(problems)
-    return Pmipv6Settings(profile, remove_empty, source, dict(tunnels), netns, peers, listen, name)
+    limits = ChannelLimits(numbers["peer_max_connections"], numbers["peer_idle_interval"],
+                           numbers["peer_max_request"])
+    return Pmipv6Settings(profile, remove_empty, source, dict(tunnels), netns, peers, listen, name,
+                          tls, insecure, limits, numbers["peer_request_timeout"],
+                          numbers["context_hold_interval"], numbers["context_store_bytes"])
+
+
+def load_peer_credentials(config: Pmipv6Settings) -> PeerCredentials | None:
+    """The channel's TLS credentials (None in plaintext); ``ConfigError`` when a file is wrong
+    or the certificate does not name this MAG."""
+    if config.tls is None:
+        return None
+    try:
+        credentials = load_credentials(*config.tls)
+    except ValueError as exc:
+        raise ConfigError([_problem(str(exc))]) from exc
+    if config.name is not None and config.name not in credentials.names:
+        raise ConfigError([_problem(f"tls_cert {config.tls[1]} names {sorted(credentials.names)}, "
+                                    f"not this MAG ({config.name})")])
+    return credentials
 
 
 class Pmipv6Plugin:
@@ -158,6 +241,7 @@ class Pmipv6Plugin:
         self._port = None
         self._source: NetlinkBindingSource | None = None
         self._unsubscribe: list[Callable[[], None]] = []
+        self._refusals: RateLimitedLog | None = None
 
     @property
     def table(self) -> BindingTable | None:
@@ -165,29 +249,38 @@ class Pmipv6Plugin:
 
     def start(self, facade: ProxyFacade, settings: Mapping[str, Any]) -> None:
         config = parse_settings(settings)
+        credentials = load_peer_credentials(config)
         table = BindingTable(facade, config.profile, config.remove_empty_instance, rfc7411)
-        channel = ContextChannel(table, facade.clock, self.client_type(facade.reactor, config.peers),
-                                 ContextStore(), ContextStore())
+        refusals = RateLimitedLog(logging.getLogger("mcproxy_pmip_plugins.pmipv6.peers"), facade.clock)
+        channel = ContextChannel(
+            table, facade.clock, self.client_type(facade.reactor, config.peers, config.request_timeout, credentials),
+            ContextStore(facade.clock, config.hold_interval, config.store_bytes),
+            ContextStore(facade.clock, config.hold_interval, config.store_bytes), refusals)
         if config.listen is not None:
-            self._port = self._listen(facade.reactor, config, channel)
-        self._table, self._channel = table, channel
+            self._port = self._listen(facade, config, channel, credentials, refusals)
+        self._table, self._channel, self._refusals = table, channel, refusals
         self._unsubscribe.append(facade.subscribe(INSTANCE_REMOVED, table.forget_instance))
         self._unsubscribe.append(facade.subscribe(DOWNSTREAM_REMOVED, table.forget_downstream))
         if config.event_source == "netlink":
             self._source = NetlinkBindingSource(facade.reactor, config.tunnel_for_access,
                                                 channel.handle, config.netns)
             self._source.start()
-        log.info("pmipv6-started name=%s event_source=%s remove_empty_instance=%s listen=%s peers=%s",
-                 config.name or "-", config.event_source, config.remove_empty_instance,
-                 config.listen or "-", ",".join(f"{n}={a}" for n, a in config.peers.items()) or "-")
+        security = "mutual-tls" if credentials is not None else "plaintext" if config.peers else "-"
+        log.info("pmipv6-started name=%s event_source=%s remove_empty_instance=%s listen=%s peers=%s "
+                 "channel=%s", config.name or "-", config.event_source, config.remove_empty_instance,
+                 config.listen or "-", ",".join(f"{n}={a}" for n, a in config.peers.items()) or "-", security)
+        if config.insecure_plaintext and config.peers:
+            log.warning("pmipv6-insecure-channel reason=insecure_plaintext peers are identified by "
+                        "source address only; for testbeds")
 
     @staticmethod
-    def _listen(reactor, config: Pmipv6Settings, channel: ContextChannel):
-        """The peer server on ``listen``, open to the configured peers' addresses only."""
-        factory = PeerServerFactory({address.host for address in config.peers.values()},
-                                    channel.push_received, channel.fetch_requested)
+    def _listen(facade: ProxyFacade, config: Pmipv6Settings, channel: ContextChannel,
+                credentials: PeerCredentials | None, refusals: RateLimitedLog):
+        """The peer server on ``listen``, open to the configured peers only."""
+        factory = PeerServerFactory(config.peers, channel.push_received, channel.fetch_requested,
+                                    facade.clock, credentials, config.limits, refusals)
         try:
-            return reactor.listenTCP(config.listen.port, factory, interface=str(config.listen.host))
+            return facade.reactor.listenTCP(config.listen.port, factory, interface=str(config.listen.host))
         except CannotListenError as exc:
             raise ConfigError([_problem(f"listen {config.listen}: {exc.socketError}")]) from exc
 
@@ -203,6 +296,8 @@ class Pmipv6Plugin:
             self._channel.close()
         if self._table is not None:
             self._table.close()
+        if self._refusals is not None:
+            self._refusals.close()
         port, self._port = self._port, None
         return None if port is None else port.stopListening()
 

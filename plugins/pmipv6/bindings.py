@@ -44,6 +44,8 @@ UNKNOWN_MN = "unknown-mn"
 BAD_CONTEXT = "bad-context"
 BINDING_MISMATCH = "binding-mismatch"
 PROXY_ERROR = "proxy-error"
+#: RFC 7411 context codes are one octet
+MAX_CONTEXT_CODE = 255
 
 _FAMILY_NAMES = {"ipv4": Family.IPV4, "ipv6": Family.IPV6}
 
@@ -102,9 +104,14 @@ class BindingRefreshed:
 
 @dataclass(frozen=True, slots=True)
 class MobileNodeDetached:
-    """The binding of ``mn_id`` ended (de-registration, handover away, or expiry)."""
+    """The binding of ``mn_id`` ended (de-registration, handover away, or expiry).
+
+    ``next_mag``: the peer MAG the MN went to, when the signalling tells; only
+    that peer may then fetch the MN's context (transfer.py); the table ignores it.
+    """
 
     mn_id: str
+    next_mag: str | None = None
 
 
 BindingEvent = MobileNodeAttached | BindingRefreshed | MobileNodeDetached
@@ -120,6 +127,8 @@ def parse_context(entries: list[dict[str, Any]]) -> tuple[ContextEntry, ...]:
         if family is None:
             raise CommandError("bad-argument", f"context[{index}].family must be ipv4 or ipv6")
         code = args.integer("code", minimum=0)
+        if code > MAX_CONTEXT_CODE:
+            raise CommandError("bad-argument", f"context[{index}].code must be at most {MAX_CONTEXT_CODE}")
         payload_hex = args.string("payload", required=False) or ""
         args.finish()
         try:
@@ -135,8 +144,9 @@ def parse_binding_event(args: Arguments) -> BindingEvent:
     kind = args.string("event")
     mn_id = args.string("mn_id")
     if kind == "detach":
+        detached = MobileNodeDetached(mn_id, args.string("next_mag", required=False))
         args.finish()
-        return MobileNodeDetached(mn_id)
+        return detached
     if kind == "refresh":
         event = BindingRefreshed(mn_id, args.integer("lifetime", minimum=0),
                                  args.string("access_if", required=False),

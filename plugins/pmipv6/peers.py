@@ -2,18 +2,25 @@
 PMIPv6 signalling cannot carry the context.
 
 Two modes: *predictive*, the old MAG pushes the MN's context to the target MAG
-when told of the handover (control command ``handover-prepare``); the target
-keeps it for ``hold_interval`` and uses it on the MN's attach. *Reactive*, the
-new MAG fetches the context from the MN's previous MAG when the attach names
-it (``previous_mag``). Both are JSON lines over TCP, one request and one reply
-per connection:
+when told of the handover (control command ``handover-prepare``); *reactive*,
+the new MAG fetches the context from the MN's previous MAG when the attach
+names it (``previous_mag``). transfer.py decides who may push and fetch what.
+Both are one JSON line over mutual TLS (peer_tls.py), one request and one
+reply per connection, then the server closes:
 
     {"op": "push", "mn_id": "mn1", "context": [{"family": "ipv6", "code": 2, "payload": "…"}]}
     {"op": "fetch", "mn_id": "mn1"}
-    reply: {"ok": true, ...} or {"ok": false, "error": "unknown-mn"}
+    reply: {"ok": true, ...} or {"ok": false, "error": "unknown-mn", "message": "…"}
 
-Only configured peers may connect (by source address). The context entries are
-the control API's format (docs/control.md), so they pass through unchanged.
+The server is bounded: connections only from configured peers' addresses,
+at most ``max_connections`` at once (``max_per_address`` from one address), a request must arrive whole within
+``idle_interval`` of the connect and be at most ``max_request`` bytes; the
+peer's identity is the configured peer its certificate names (or, with
+``insecure_plaintext``, the peer configured at its source address). Every
+request gets a reply, a malformed one too (bad JSON, nesting too deep,
+numbers too long, wrong types, too long), and refusals are logged rate-limited
+(ratelog.py). The context entries are the control API's format
+(docs/control.md), checked into ``ContextEntry`` tuples on arrival.
 """
 
 from __future__ import annotations
@@ -25,17 +32,38 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from OpenSSL import SSL
+from service_identity import VerificationError
 from twisted.internet import defer
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol, wrapClientTLS,
+)
 from twisted.internet.protocol import Factory
 from twisted.protocols.basic import LineOnlyReceiver
+from twisted.protocols.policies import TimeoutMixin
+from twisted.protocols.tls import TLSMemoryBIOFactory
+
+from mcproxy_pmip.plugin import CommandError
+from mcproxy_pmip_plugins.pmipv6.bindings import ContextEntry, parse_context
+from mcproxy_pmip_plugins.pmipv6.peer_tls import PeerCredentials, peer_names
+from mcproxy_pmip_plugins.pmipv6.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PEER_PORT = 7411
 MAX_MESSAGE = 1 << 20
+MAX_CONNECTIONS = 16
+MAX_PER_ADDRESS = 4
+IDLE_INTERVAL = 5.0
 REQUEST_TIMEOUT = 2.0
-HOLD_INTERVAL = 30.0
+MAX_MN_ID = 255
+MAX_CONTEXT_ENTRIES = 8
+
+Host = ipaddress.IPv4Address | ipaddress.IPv6Address
+#: push handler: (peer, mn_id, entries) -> None when stored, else an error code
+PushHandler = Callable[[str, str, tuple[ContextEntry, ...]], str | None]
+#: fetch handler: (peer, mn_id) -> the entries, or an error code
+FetchHandler = Callable[[str, str], tuple[ContextEntry, ...] | str]
 
 
 class PeerError(Exception):
@@ -46,11 +74,15 @@ class PeerError(Exception):
         super().__init__(f"{code}: {message}")
 
 
+class BadRequest(ValueError):
+    """A request the server answers with ``bad-request``."""
+
+
 @dataclass(frozen=True, slots=True)
 class PeerAddress:
     """Where a peer MAG listens: an IP literal and a TCP port."""
 
-    host: ipaddress.IPv4Address | ipaddress.IPv6Address
+    host: Host
     port: int = DEFAULT_PEER_PORT
 
     @classmethod
@@ -72,92 +104,229 @@ class PeerAddress:
         return f"[{self.host}]:{self.port}" if self.host.version == 6 else f"{self.host}:{self.port}"
 
 
-class ContextStore:
-    """Contexts pushed by peers, waiting for their MN's attach (at most ``hold_interval``)."""
+@dataclass(frozen=True, slots=True)
+class ChannelLimits:
+    """The server's bounds (docs/plugins.md, ``peer_*`` settings)."""
 
-    def __init__(self, hold_interval: float = HOLD_INTERVAL) -> None:
-        self.hold_interval = hold_interval
-        self._pending: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+    max_connections: int = MAX_CONNECTIONS
+    idle_interval: float = IDLE_INTERVAL
+    max_request: int = MAX_MESSAGE
+    max_per_address: int = MAX_PER_ADDRESS
 
-    def put(self, mn_id: str, context: list[dict[str, Any]], now: float) -> None:
-        self._pending[mn_id] = (now + self.hold_interval, context)
 
-    def take(self, mn_id: str, now: float) -> list[dict[str, Any]] | None:
-        """The pushed context of ``mn_id`` if one arrived and has not expired; removes it."""
-        for key in [k for k, (expires_at, _) in self._pending.items() if expires_at <= now]:
-            del self._pending[key]
-        entry = self._pending.pop(mn_id, None)
-        return None if entry is None else entry[1]
+def entries_json(entries: tuple[ContextEntry, ...]) -> list[dict[str, Any]]:
+    """Context entries in the control API's form."""
+    return [{"family": e.family.name.lower(), "code": e.code, "payload": e.payload.hex()} for e in entries]
 
-    def __len__(self) -> int:
-        return len(self._pending)
+
+def _reject_constant(name: str) -> Any:
+    raise BadRequest(f"{name} is not JSON")
+
+
+def decode_line(line: bytes) -> Any:
+    """JSON of one line; ``BadRequest`` for anything Python's parser refuses or overflows on."""
+    try:
+        return json.loads(line, parse_constant=_reject_constant)
+    except RecursionError:
+        raise BadRequest("nested too deep") from None
+    except ValueError as exc:  # also UnicodeDecodeError and integers over the digit limit
+        raise BadRequest(f"not JSON: {str(exc)[:120]}") from None
+
+
+def parse_request(line: bytes) -> tuple[str, str, tuple[ContextEntry, ...]]:
+    """(op, mn_id, entries) of a request line; ``BadRequest`` says what is wrong."""
+    request = decode_line(line)
+    if not isinstance(request, dict):
+        raise BadRequest("need a JSON object")
+    op, mn_id = request.get("op"), request.get("mn_id")
+    if op not in ("push", "fetch"):
+        raise BadRequest("op must be push or fetch")
+    if not isinstance(mn_id, str) or not 0 < len(mn_id) <= MAX_MN_ID or not mn_id.isprintable() \
+            or any(c.isspace() for c in mn_id):
+        raise BadRequest(f"mn_id must be a string of 1 to {MAX_MN_ID} printable characters, no spaces")
+    allowed = {"op", "mn_id", "context"} if op == "push" else {"op", "mn_id"}
+    if set(request) - allowed:
+        raise BadRequest(f"unknown field(s) {str(sorted(set(request) - allowed))[:100]}")
+    if op == "fetch":
+        return op, mn_id, ()
+    return op, mn_id, checked_context(request.get("context"))
+
+
+def checked_context(context: Any) -> tuple[ContextEntry, ...]:
+    """A context list of the control API's form, checked; ``BadRequest`` if it is not."""
+    if not isinstance(context, list) or not all(isinstance(e, dict) for e in context):
+        raise BadRequest("context must be a list of objects")
+    if len(context) > MAX_CONTEXT_ENTRIES:
+        raise BadRequest(f"context has more than {MAX_CONTEXT_ENTRIES} entries")
+    try:
+        return parse_context(context)
+    except CommandError as exc:
+        raise BadRequest(exc.message) from None
 
 
 def _reply(ok: bool, **fields: Any) -> bytes:
     return json.dumps({"ok": ok, **fields}, separators=(",", ":")).encode()
 
 
-class PeerServerProtocol(LineOnlyReceiver):
-    """Answers one peer request per line: ``push`` stores, ``fetch`` exports."""
+def _error(code: str, message: str) -> bytes:
+    return _reply(False, error=code, message=message)
+
+
+class PeerServerProtocol(LineOnlyReceiver, TimeoutMixin):
+    """One peer connection: one request line within the idle interval, one reply, close."""
 
     delimiter = b"\n"
-    MAX_LENGTH = MAX_MESSAGE
+
+    def __init__(self, factory: PeerServerFactory, address: str) -> None:
+        self.factory = factory
+        self.address = address
+        self.MAX_LENGTH = factory.limits.max_request
+        self.callLater = factory.clock.callLater
+        self._answered = False
+
+    def connectionMade(self) -> None:
+        self.setTimeout(self.factory.limits.idle_interval)
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self._answered:
+            super().dataReceived(data)
 
     def lineReceived(self, line: bytes) -> None:
-        try:
-            request = json.loads(line)
-            if not isinstance(request, dict) or not isinstance(request.get("mn_id"), str):
-                raise ValueError("need an object with a string mn_id")
-            op = request.get("op")
-            if op == "push":
-                context = request.get("context")
-                if not isinstance(context, list) or not all(isinstance(e, dict) for e in context):
-                    raise ValueError("push needs a context list")
-                self.factory.on_push(request["mn_id"], context)
-                self.sendLine(_reply(True))
-            elif op == "fetch":
-                context = self.factory.on_fetch(request["mn_id"])
-                if context is None:
-                    self.sendLine(_reply(False, error="unknown-mn"))
-                else:
-                    self.sendLine(_reply(True, context=context))
-            else:
-                raise ValueError(f"unknown op {op!r}")
-        except ValueError as exc:
-            log.info("peer_request_refused peer=%s error=%s", self.transport.getPeer(), exc)
-            self.sendLine(_reply(False, error="bad-request", message=str(exc)))
+        if not self._answered:
+            self._answer(self.factory.answer(self.transport, self.address, line))
 
     def lineLengthExceeded(self, line: bytes) -> None:
+        self.factory.refused("too-long", self.address, f"request over {self.MAX_LENGTH} bytes")
+        self._answer(_error("too-long", f"a request is at most {self.MAX_LENGTH} bytes"))
+
+    def _answer(self, reply: bytes) -> None:
+        self._answered = True
+        self._buffer = b""
+        self.setTimeout(None)
+        self.sendLine(reply)
         self.transport.loseConnection()
+
+    def timeoutConnection(self) -> None:
+        self._answered = True
+        self.factory.refused("idle-timeout", self.address,
+                             f"no whole request within {self.factory.limits.idle_interval:g} s")
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason=None) -> None:
+        self.setTimeout(None)
+        if not self._answered and reason is not None and reason.check(SSL.Error):
+            self.factory.refused("tls-failed", self.address, reason.getErrorMessage()[:200])
+        self.factory.connection_closed(self.address)
+
+
+class _ServerProtocols(Factory):
+    """The plain protocols TLS wraps (``TLSMemoryBIOFactory`` builds from a factory)."""
+
+    def __init__(self, server: PeerServerFactory) -> None:
+        self.server = server
+
+    def buildProtocol(self, addr):
+        return PeerServerProtocol(self.server, addr.host)
 
 
 class PeerServerFactory(Factory):
-    """Accepts connections only from ``allowed`` addresses."""
+    """The peer server: gatekeeping at connect, identity and dispatch per request.
 
-    protocol = PeerServerProtocol
+    ``peers`` maps peer names to addresses; connections from other addresses are
+    refused before TLS. ``credentials`` None means plaintext (``insecure_plaintext``).
+    """
 
-    def __init__(self, allowed: set[ipaddress.IPv4Address | ipaddress.IPv6Address],
-                 on_push: Callable[[str, list[dict[str, Any]]], None],
-                 on_fetch: Callable[[str], list[dict[str, Any]] | None]) -> None:
-        self.allowed = allowed
+    def __init__(self, peers: Mapping[str, PeerAddress], on_push: PushHandler, on_fetch: FetchHandler,
+                 clock: Any, credentials: PeerCredentials | None, limits: ChannelLimits = ChannelLimits(),
+                 refusals: RateLimitedLog | None = None) -> None:
+        self.peers = frozenset(peers)
+        self._by_host: dict[Host, list[str]] = {}
+        for name, address in peers.items():
+            self._by_host.setdefault(address.host, []).append(name)
         self.on_push = on_push
         self.on_fetch = on_fetch
+        self.clock = clock
+        self.credentials = credentials
+        self.limits = limits
+        self.refusals = refusals or RateLimitedLog(log, clock)
+        self.connections = 0
+        self._per_host: dict[Host, int] = {}
+        self._tls = (None if credentials is None
+                     else TLSMemoryBIOFactory(credentials.server_options(), False, _ServerProtocols(self)))
 
     def buildProtocol(self, addr):
-        host = ipaddress.ip_address(addr.host.split("%")[0])
-        if host.version == 6 and host.ipv4_mapped is not None:
-            host = host.ipv4_mapped
-        if host not in self.allowed:
-            log.warning("peer_refused address=%s reason=not a configured peer", addr.host)
+        host = _host(addr.host)
+        if host not in self._by_host:
+            self.refused("not-a-peer", addr.host, "not a configured peer's address")
             return None
-        return super().buildProtocol(addr)
+        if self.connections >= self.limits.max_connections:
+            self.refused("connection-cap", addr.host, f"{self.connections} connections open")
+            return None
+        if self._per_host.get(host, 0) >= self.limits.max_per_address:
+            self.refused("address-cap", addr.host, f"{self._per_host[host]} connections open from it")
+            return None
+        self.connections += 1
+        self._per_host[host] = self._per_host.get(host, 0) + 1
+        if self._tls is None:
+            return PeerServerProtocol(self, addr.host)
+        return self._tls.buildProtocol(addr)
+
+    def connection_closed(self, address: str) -> None:
+        self.connections -= 1
+        host = _host(address)
+        self._per_host[host] -= 1
+        if not self._per_host[host]:
+            del self._per_host[host]
+
+    def refused(self, reason: str, address: str, detail: str) -> None:
+        self.refusals.event(reason, "peer_refused reason=%s address=%s detail=%s", reason, address, detail)
+
+    def identify(self, transport, address: str) -> str | None:
+        """The configured peer at the other end, or None."""
+        if self.credentials is None:
+            names = self._by_host.get(_host(address), [])
+        else:
+            names = sorted(peer_names(transport.getPeerCertificate(), self.peers))
+        return names[0] if len(names) == 1 else None
+
+    def answer(self, transport, address: str, line: bytes) -> bytes:
+        """The reply line to one request; never raises."""
+        peer = self.identify(transport, address)
+        if peer is None:
+            self.refused("unknown-peer", address, "the certificate names no configured peer")
+            return _error("unknown-peer", "your certificate names no configured peer")
+        try:
+            op, mn_id, entries = parse_request(line)
+            if op == "push":
+                error = self.on_push(peer, mn_id, entries)
+                return _reply(True) if error is None else _error(error, f"push of {mn_id} refused")
+            outcome = self.on_fetch(peer, mn_id)
+            if isinstance(outcome, str):
+                return _error(outcome, f"fetch of {mn_id} refused")
+            return _reply(True, context=entries_json(outcome))
+        except BadRequest as exc:
+            self.refused("bad-request", address, f"peer={peer} {str(exc)[:200]}")
+            return _error("bad-request", str(exc)[:200])
+        except Exception:  # the reply and the server outlive a bug in a handler; it is logged
+            log.exception("peer_request_failed peer=%s address=%s", peer, address)
+            return _error("internal-error", "the request failed; see the server's log")
+
+
+def _host(text: str) -> Host | None:
+    try:
+        host = ipaddress.ip_address(text.split("%")[0])
+    except ValueError:
+        return None
+    if host.version == 6 and host.ipv4_mapped is not None:
+        return host.ipv4_mapped
+    return host
 
 
 class _OneRequest(LineOnlyReceiver):
     """Sends one request line and fires ``reply`` with the decoded answer."""
 
     delimiter = b"\n"
-    MAX_LENGTH = MAX_MESSAGE
+    MAX_LENGTH = 2 * MAX_MESSAGE
 
     def __init__(self, request: dict[str, Any]) -> None:
         self.request = request
@@ -169,23 +338,35 @@ class _OneRequest(LineOnlyReceiver):
     def lineReceived(self, line: bytes) -> None:
         if not self.reply.called:
             try:
-                self.reply.callback(json.loads(line))
-            except ValueError:
-                self.reply.errback(PeerError("bad-reply", "the peer's reply is not JSON"))
+                self.reply.callback(decode_line(line))
+            except BadRequest as exc:
+                self.reply.errback(PeerError("bad-reply", f"the peer's reply is {exc}"))
         self.transport.loseConnection()
 
-    def connectionLost(self, reason=None) -> None:
+    def lineLengthExceeded(self, line: bytes) -> None:
         if not self.reply.called:
-            self.reply.errback(PeerError("connection-lost", "the peer closed without a reply"))
+            self.reply.errback(PeerError("bad-reply", f"the peer's reply is over {self.MAX_LENGTH} bytes"))
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason=None) -> None:
+        if self.reply.called:
+            return
+        if reason is not None and reason.check(SSL.Error, VerificationError):
+            self.reply.errback(PeerError("tls-failed", f"TLS: {reason.getErrorMessage()[:200]}"))
+        else:
+            self.reply.errback(PeerError("connection-lost", "the peer closed without a reply "
+                                         f"({reason.type.__name__ if reason is not None else '-'})"))
 
 
 class PeerClient:
-    """Requests to the peers named in ``peers`` (name → address)."""
+    """Requests to the peers named in ``peers`` (name → address), over TLS with ``credentials``."""
 
-    def __init__(self, reactor, peers: Mapping[str, PeerAddress], timeout: float = REQUEST_TIMEOUT) -> None:
+    def __init__(self, reactor, peers: Mapping[str, PeerAddress], timeout: float = REQUEST_TIMEOUT,
+                 credentials: PeerCredentials | None = None) -> None:
         self.reactor = reactor
         self.peers = dict(peers)
         self.timeout = timeout
+        self.credentials = credentials
 
     def _request(self, peer: str, request: dict[str, Any]) -> defer.Deferred:
         address = self.peers.get(peer)
@@ -193,6 +374,8 @@ class PeerClient:
             return defer.fail(PeerError("unknown-peer", f"no peer MAG named {peer!r}"))
         endpoint_type = TCP6ClientEndpoint if address.host.version == 6 else TCP4ClientEndpoint
         endpoint = endpoint_type(self.reactor, str(address.host), address.port, timeout=self.timeout)
+        if self.credentials is not None:
+            endpoint = wrapClientTLS(self.credentials.client_options(peer), endpoint)
         protocol = _OneRequest(request)
         connecting = connectProtocol(endpoint, protocol)
         connecting.addErrback(lambda failure: protocol.reply.called or protocol.reply.errback(
@@ -207,7 +390,8 @@ class PeerClient:
         return self._request(peer, {"op": "push", "mn_id": mn_id, "context": context})
 
     def fetch(self, peer: str, mn_id: str) -> defer.Deferred:
-        """Reactive transfer: ask ``peer`` (the MN's previous MAG) for its context."""
+        """Reactive transfer: ask ``peer`` (the MN's previous MAG) for its context; fires the
+        checked ``ContextEntry`` tuple."""
         return self._request(peer, {"op": "fetch", "mn_id": mn_id}).addCallback(_context, peer)
 
 
@@ -218,16 +402,16 @@ def _timed_out(protocol: _OneRequest, peer: str):
     raise PeerError("timeout", f"{peer} did not answer")
 
 
-def _context(reply: dict[str, Any], peer: str) -> list[dict[str, Any]]:
-    context = reply.get("context")
-    if not isinstance(context, list) or not all(isinstance(e, dict) for e in context):
-        raise PeerError("bad-reply", f"{peer} sent no context list")
-    return context
+def _context(reply: dict[str, Any], peer: str) -> tuple[ContextEntry, ...]:
+    try:
+        return checked_context(reply.get("context"))
+    except BadRequest as exc:
+        raise PeerError("bad-reply", f"{peer} sent no valid context: {exc}") from None
 
 
 def _checked(reply: Any, peer: str) -> dict[str, Any]:
     if not isinstance(reply, dict):
-        raise PeerError("bad-reply", f"{peer} answered {reply!r}")
-    if not reply.get("ok"):
-        raise PeerError(str(reply.get("error", "refused")), f"{peer}: {reply.get('message', 'refused')}")
+        raise PeerError("bad-reply", f"{peer} answered {str(reply)[:100]}")
+    if reply.get("ok") is not True:
+        raise PeerError(str(reply.get("error", "refused"))[:64], f"{peer}: {str(reply.get('message', 'refused'))[:200]}")
     return reply

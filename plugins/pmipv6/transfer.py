@@ -1,16 +1,25 @@
 """Subscription context transfer between MAGs over the peer channel (RFC 7411 §3.3).
 
-Glue between the binding table (bindings.py) and the TCP channel (peers.py):
+Glue between the binding table (bindings.py) and the channel (peers.py), and
+the channel's authorisation rules:
 
 - ``prepare(mn_id, target)`` (command ``handover-prepare`` on the old MAG):
-  the MN's context is exported and pushed to the target MAG (predictive).
-- ``handle(event)``: binding events. An attach without ``context`` first uses
-  a context a peer pushed for the MN; else, when it names ``previous_mag``,
+  the MN's context is exported and pushed to the target MAG (predictive); the
+  target is remembered as the MN's next MAG.
+- ``handle(event)``: binding events. An attach without ``context`` that names
+  ``previous_mag`` first uses a context *that* peer pushed for the MN; else
   the attach is done at once (the General Query does not wait) and the context
-  is fetched from that peer and imported afterwards (reactive). A detach
-  keeps the departing MN's context for the hold interval, so a new MAG asking
-  after the old one processed the detach still gets it.
-- ``push_received`` / ``fetch_requested``: the server side for peers.
+  is fetched from that peer and imported afterwards (reactive). Contexts other
+  peers pushed for the MN, and every pushed context of an attach that names
+  no previous MAG, are dropped unused (``context-refused``). A detach keeps
+  the departing MN's context for the hold interval, tagged with its next MAG:
+  the detach's ``next_mag``, else the target of the last ``handover-prepare``.
+- ``push_received`` / ``fetch_requested``: the server side, for an
+  authenticated peer. A push is held per (MN, pushing peer). A fetch is
+  answered only for a departed MN (one still bound here has not moved), and
+  only to its next MAG when one is known, which consumes it; with none known,
+  every configured peer may fetch it until it expires (nobody can take it
+  away from the MAG the MN really went to).
 
 An attach's result gains ``context`` ("given", "pushed", "fetched", "none" or
 "unavailable" with a ``reason``) and ``records`` (records imported from it).
@@ -27,16 +36,23 @@ from twisted.internet import defer
 
 from mcproxy_pmip.plugin import CommandError
 from mcproxy_pmip_plugins.pmipv6.bindings import (
-    BindingEvent, BindingTable, MobileNodeAttached, MobileNodeDetached, parse_context,
+    BindingEvent, BindingTable, ContextEntry, MobileNodeAttached, MobileNodeDetached, parse_context,
 )
-from mcproxy_pmip_plugins.pmipv6.peers import ContextStore, PeerClient, PeerError
+from mcproxy_pmip_plugins.pmipv6.context_store import ContextStore
+from mcproxy_pmip_plugins.pmipv6.peers import PeerClient, PeerError
+from mcproxy_pmip_plugins.pmipv6.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
 UNKNOWN_PEER = "unknown-peer"
 #: PeerError codes as the control API reports them; any other becomes "peer-error".
 PEER_ERROR_CODES = {"unknown-peer": UNKNOWN_PEER, "unreachable": "peer-unreachable",
-                    "timeout": "peer-timeout", "connection-lost": "peer-unreachable"}
+                    "timeout": "peer-timeout", "connection-lost": "peer-unreachable",
+                    "tls-failed": "peer-tls-failed"}
+#: refusals a peer gets for its request
+STORE_FULL = "store-full"
+STILL_BOUND = "mn-still-bound"
+NOT_NEXT_MAG = "not-next-mag"
 
 
 def _departing(event: BindingEvent) -> bool:
@@ -47,17 +63,22 @@ class ContextChannel:
     """One MAG's end of the context channel: the pushed contexts, the departed ones, the client."""
 
     def __init__(self, table: BindingTable, clock: Any, client: PeerClient,
-                 pushed: ContextStore, departed: ContextStore) -> None:
+                 pushed: ContextStore, departed: ContextStore, refusals: RateLimitedLog | None = None) -> None:
         self._table = table
         self._clock = clock
         self._client = client
         self._pushed = pushed
         self._departed = departed
+        self._refusals = refusals or RateLimitedLog(log, clock)
+        self._next_mag: dict[str, str] = {}
         self._closed = False
 
     def close(self) -> None:
-        """Transfers still under way end as "unavailable" without touching the table."""
+        """Transfers still under way end as "unavailable" without touching the table; held
+        contexts are dropped."""
         self._closed = True
+        self._pushed.close()
+        self._departed.close()
 
     # -- the control side
 
@@ -68,20 +89,31 @@ class ContextChannel:
         entries = self._table.export_context(mn_id)["context"]
         log.info("context-push mn=%s target=%s entries=%d", mn_id, target, len(entries))
         pushing = self._client.push(target, mn_id, entries)
-        pushing.addCallback(lambda _reply: {"mn_id": mn_id, "target": target, "pushed": len(entries)})
+        pushing.addCallback(self._pushed_to, mn_id, target, len(entries))
         return pushing.addErrback(_command_error, f"push of {mn_id}'s context to {target}")
+
+    def _pushed_to(self, _reply: Any, mn_id: str, target: str, count: int) -> dict[str, Any]:
+        """A successful push names the MN's next MAG (while it is still bound here)."""
+        if mn_id in self._table:
+            self._next_mag = {m: t for m, t in self._next_mag.items() if m in self._table}
+            self._next_mag[mn_id] = target
+        return {"mn_id": mn_id, "target": target, "pushed": count}
 
     def handle(self, event: BindingEvent) -> dict[str, Any] | defer.Deferred:
         """Apply a binding event with the transfers it implies (see the module docstring)."""
+        next_mag = getattr(event, "next_mag", None)
+        if next_mag is not None and next_mag not in self._client.peers:
+            raise CommandError(UNKNOWN_PEER, f"next_mag: no peer MAG named {next_mag!r}")
         if _departing(event) and event.mn_id in self._table:
-            self._departed.put(event.mn_id, self._table.export_context(event.mn_id)["context"],
-                               self._clock.seconds())
+            self._keep_departed(event.mn_id, next_mag or self._next_mag.get(event.mn_id))
+        if _departing(event):
+            self._next_mag.pop(event.mn_id, None)
         if not isinstance(event, MobileNodeAttached) or event.lifetime == 0:
             return self._table.handle(event)
+        pushed = self._take_pushed(event)
         if event.context:
             result = self._table.handle(event)
             return {**result, "context": "given", "records": result["context_records"]}
-        pushed = self._pushed.take(event.mn_id, self._clock.seconds())
         if pushed is not None:
             return self._attach_pushed(event, pushed)
         result = self._table.handle(event)
@@ -93,25 +125,42 @@ class ContextChannel:
         fetching.addCallback(self._import_fetched, event, result)
         return fetching.addErrback(self._fetch_failed, event, result)
 
-    def _attach_pushed(self, event: MobileNodeAttached, pushed: list[dict[str, Any]]) -> dict[str, Any]:
+    def _keep_departed(self, mn_id: str, next_mag: str | None) -> None:
+        entries = parse_context(self._table.export_context(mn_id)["context"])
+        if not self._departed.put(mn_id, entries, tag=next_mag):
+            self._refusals.event("departed-store-full", "context-not-kept mn=%s reason=store-full bytes=%d",
+                                 mn_id, self._departed.bytes)
+
+    def _take_pushed(self, event: MobileNodeAttached) -> tuple[ContextEntry, ...] | None:
+        """The context the attach's previous MAG pushed for the MN; every push for it is removed."""
+        pushes = self._pushed.pop_matching(lambda key: key[0] == event.mn_id)
+        chosen = pushes.pop((event.mn_id, event.previous_mag), None)
+        for (_mn, peer) in pushes:
+            reason = "no-previous-mag" if event.previous_mag is None else "not-previous-mag"
+            self._refusals.event(f"push-{reason}", "context-refused mn=%s origin=pushed peer=%s reason=%s",
+                                 event.mn_id, peer, reason)
+        return None if chosen is None else chosen.entries
+
+    def _attach_pushed(self, event: MobileNodeAttached, pushed: tuple[ContextEntry, ...]) -> dict[str, Any]:
         try:
-            result = self._table.handle(dataclasses.replace(event, context=parse_context(pushed)))
+            result = self._table.handle(dataclasses.replace(event, context=pushed))
         except CommandError as exc:
             if exc.code not in ("bad-argument", "bad-context"):
                 raise
             log.warning("context-refused mn=%s origin=pushed error=%s", event.mn_id, exc.message)
             return _unavailable(self._table.handle(event), exc.code)
-        log.info("context-used mn=%s origin=pushed records=%d", event.mn_id, result["context_records"])
+        log.info("context-used mn=%s origin=pushed peer=%s records=%d", event.mn_id, event.previous_mag,
+                 result["context_records"])
         return {**result, "context": "pushed", "records": result["context_records"]}
 
-    def _import_fetched(self, entries: list[dict[str, Any]], event: MobileNodeAttached,
+    def _import_fetched(self, entries: tuple[ContextEntry, ...], event: MobileNodeAttached,
                         result: dict[str, Any]) -> dict[str, Any]:
         if self._closed:
             return _unavailable(result, "stopped")
         if self._table.binding_links(event.mn_id) != (event.access_if, event.tunnel_if):
             return _unavailable(result, "binding-changed")
         try:
-            records = self._table.import_context(event.mn_id, parse_context(entries))
+            records = self._table.import_context(event.mn_id, entries)
         except CommandError as exc:
             log.warning("context-refused mn=%s origin=%s error=%s", event.mn_id, event.previous_mag, exc)
             return _unavailable(result, exc.code)
@@ -126,17 +175,36 @@ class ContextChannel:
                     failure.value)
         return _unavailable(result, PEER_ERROR_CODES.get(failure.value.code, failure.value.code))
 
-    # -- the peer side
+    # -- the peer side (``peer`` is authenticated)
 
-    def push_received(self, mn_id: str, context: list[dict[str, Any]]) -> None:
-        log.info("context-pushed mn=%s entries=%d", mn_id, len(context))
-        self._pushed.put(mn_id, context, self._clock.seconds())
+    def push_received(self, peer: str, mn_id: str, entries: tuple[ContextEntry, ...]) -> str | None:
+        """Hold a pushed context for the MN's attach; an error code when it is refused."""
+        if not self._pushed.put((mn_id, peer), entries):
+            self._refusals.event("pushed-store-full", "context-refused mn=%s origin=pushed peer=%s "
+                                 "reason=store-full bytes=%d", mn_id, peer, self._pushed.bytes)
+            return STORE_FULL
+        log.info("context-pushed mn=%s peer=%s entries=%d", mn_id, peer, len(entries))
+        return None
 
-    def fetch_requested(self, mn_id: str) -> list[dict[str, Any]] | None:
-        """The context of a bound MN, or of one that left within the hold interval; None if neither."""
+    def fetch_requested(self, peer: str, mn_id: str) -> tuple[ContextEntry, ...] | str:
+        """The context of an MN that left here, for its next MAG; else an error code."""
         if mn_id in self._table:
-            return self._table.export_context(mn_id)["context"]
-        return self._departed.take(mn_id, self._clock.seconds())
+            self._refusals.event("fetch-still-bound", "context-fetch-refused mn=%s peer=%s reason=%s",
+                                 mn_id, peer, STILL_BOUND)
+            return STILL_BOUND
+        held = self._departed.get(mn_id)
+        if held is None:
+            return "unknown-mn"
+        if held.tag is None:
+            log.info("context-fetched mn=%s peer=%s next_mag=-", mn_id, peer)
+            return held.entries
+        if held.tag != peer:
+            self._refusals.event("fetch-not-next-mag", "context-fetch-refused mn=%s peer=%s reason=%s "
+                                 "next_mag=%s", mn_id, peer, NOT_NEXT_MAG, held.tag)
+            return NOT_NEXT_MAG
+        self._departed.pop(mn_id)
+        log.info("context-fetched mn=%s peer=%s next_mag=%s", mn_id, peer, peer)
+        return held.entries
 
 
 def _unavailable(result: dict[str, Any], reason: str) -> dict[str, Any]:

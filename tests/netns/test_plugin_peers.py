@@ -2,13 +2,14 @@
 
          up (LMA side) --u1/up0-- [ mag1 ] --d1/e0-- h1 (the MN at mag1: joins)
                        --u2/up0-- [ mag2 ] --d1/e0-- h2 (the MN at mag2: silent)
-                      mag1 p0 (fd09::1) <-- TCP 7411 --> p0 (fd09::2) mag2
+                      mag1 p0 (fd09::1) <-- TLS 7411 --> p0 (fd09::2) mag2
 
 A kernel host joins at mag1, so mag1 holds the MN's records. The MN then
 moves: predictively (``handover-prepare`` at mag1 pushes the context, mag2's
 attach without context uses it) or reactively (mag1 processes the detach,
 mag2's attach names ``previous_mag`` and fetches it). Either way mag2 joins
-upstream although its access link stays silent. Frames carry kernel receive
+upstream although its access link stays silent. The channel runs mutual TLS
+with certificates made for the test (peer_pki). Frames carry kernel receive
 times (SO_TIMESTAMPNS), so ordering assertions do not depend on when they are read.
 """
 
@@ -23,6 +24,7 @@ import pytest
 
 from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.control.client import ControlError
+from mcproxy_pmip_plugins.pmipv6 import peer_pki
 from tests.netns.netns_fixtures import Netns, address, netns_factory, veth  # noqa: F401 (fixture)
 from tests.netns.proxy_harness import Daemon, ProxyTopology, wait_for
 from tests.netns.test_plugin_netns import TimedCapture, general_queries, report_records
@@ -35,13 +37,14 @@ SOURCE = {Family.IPV4: "10.1.1.1", Family.IPV6: "fd01:1::1"}
 JOIN_RECORD_TYPES = (4, 5)  # CHANGE_TO_EXCLUDE, ALLOW_NEW_SOURCES: state-change joins
 
 
-def config(name: str, own: str, peer_name: str, peer: str) -> str:
+def config(name: str, own: str, peer_name: str, peer: str, tls: dict[str, str]) -> str:
     return (f"protocols: [IGMPv3, MLDv2]\n"
             f"plugins:\n"
             f"  pmipv6:\n"
             f"    name: {name}\n"
             f"    listen: \"[{own}]:7411\"\n"
-            f"    peers: {{{peer_name}: \"[{peer}]:7411\"}}\n")
+            f"    peers: {{{peer_name}: \"[{peer}]:7411\"}}\n"
+            + "".join(f"    {key}: {path}\n" for key, path in tls.items()))
 
 
 @dataclass
@@ -82,10 +85,11 @@ def two_mags(netns_factory, tmp_path) -> Iterator[TwoMags]:  # noqa: F811
                  f"a link-local address on {name} in {ns.name}")
     # The harness' daemon starter, once per MAG namespace (it stops nothing itself).
     starter = ProxyTopology(up, mags["mag1"], list(mns.values()), str(tmp_path))
+    tls = peer_pki.make_domain(tmp_path / "pki", ["mag1", "mag2"])
     daemons = {
-        "mag1": starter.start_daemon(config("mag1", "fd09::1", "mag2", "fd09::2"), name="mag1",
+        "mag1": starter.start_daemon(config("mag1", "fd09::1", "mag2", "fd09::2", tls["mag1"]), name="mag1",
                                      ns=mags["mag1"]),
-        "mag2": starter.start_daemon(config("mag2", "fd09::2", "mag1", "fd09::1"), name="mag2",
+        "mag2": starter.start_daemon(config("mag2", "fd09::2", "mag1", "fd09::1", tls["mag2"]), name="mag2",
                                      ns=mags["mag2"]),
     }
     try:
@@ -135,10 +139,10 @@ def test_predictive_push_lets_mag2_join_before_the_mn_speaks(two_mags) -> None:
     upstream = TimedCapture(topo.up, "u2")
     access = TimedCapture(topo.mags["mag2"], "d1")
     sent_at = time.time()  # the clock of the kernel's receive stamps
-    reply = topo.attach("mag2", "mn1")
+    reply = topo.attach("mag2", "mn1", previous_mag="mag1")
     assert (reply["context"], reply["records"]) == ("pushed", 2), reply
     assert_mag2_joins_for_the_silent_mn(topo, upstream, access, sent_at)
-    assert "context-pushed mn=mn1 entries=2" in topo.daemons["mag2"].log()
+    assert "context-pushed mn=mn1 peer=mag1 entries=2" in topo.daemons["mag2"].log()
     upstream.close()
     access.close()
 

@@ -4,7 +4,9 @@ pushed and fetched contexts at attach, the peer side over the real line protocol
 The facade is the real one (ProxyApi over a MemoryProxy, real_facade.py) on
 the proxy's Clock; its reactor a MemoryReactor (the server factory is taken
 from its listenTCP); peer requests go to a fake client whose Deferreds the
-tests fire. transfer_roundtrip.py does the same over real TCP.
+tests fire. transfer_roundtrip.py does the same over real TCP with mutual TLS.
+The in-memory MAG runs its channel in plaintext (``insecure_plaintext``), so a
+peer's identity is the peer configured at its source address.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from mcproxy_pmip.plugin import Arguments, CommandError
 from mcproxy_pmip.wire import rfc7411
 from mcproxy_pmip.wire.records import GroupRecord, RecordType
 from mcproxy_pmip_plugins.pmipv6 import Pmipv6Plugin, parse_settings
-from mcproxy_pmip_plugins.pmipv6.peers import HOLD_INTERVAL, PeerAddress, PeerError
+from mcproxy_pmip_plugins.pmipv6.bindings import parse_context
+from mcproxy_pmip_plugins.pmipv6.context_store import HOLD_INTERVAL
+from mcproxy_pmip_plugins.pmipv6.peers import PeerAddress, PeerError
 from tests.unit.plugins.real_facade import downstreams, upstream_reports
 
 G6 = ipaddress.IPv6Address("ff3e::8000:1")
@@ -35,7 +39,7 @@ S6 = ipaddress.IPv6Address("2001:db8::1")
 G4 = ipaddress.IPv4Address("239.1.1.1")
 RECORDS = {Family.IPV6: (2, (GroupRecord(RecordType.MODE_IS_INCLUDE, G6, (S6,)),)),
            Family.IPV4: (3, (GroupRecord(RecordType.MODE_IS_EXCLUDE, G4, ()),))}
-SETTINGS = {"name": "mag1", "listen": "[fd09::1]:7411",
+SETTINGS = {"name": "mag1", "listen": "[fd09::1]:7411", "insecure_plaintext": True,
             "peers": {"mag2": "[fd09::2]:7411", "mag3": "192.0.2.3"}}
 
 
@@ -50,8 +54,9 @@ def context_entries() -> list[dict]:
 class FakePeerClient:
     """Records every request; each returns a Deferred the test fires (``pending``)."""
 
-    def __init__(self, reactor, peers) -> None:
+    def __init__(self, reactor, peers, timeout=None, credentials=None) -> None:
         self.peers = dict(peers)
+        self.credentials = credentials
         self.requests: list[tuple] = []
         self.pending: list[defer.Deferred] = []
 
@@ -70,8 +75,8 @@ class FakePeerClient:
 class FakeClientPlugin(Pmipv6Plugin):
     """The plugin with its peer requests going to a ``FakePeerClient`` (``.client``)."""
 
-    def client_type(self, reactor, peers) -> FakePeerClient:
-        self.client = FakePeerClient(reactor, peers)
+    def client_type(self, reactor, peers, timeout=None, credentials=None) -> FakePeerClient:
+        self.client = FakePeerClient(reactor, peers, timeout, credentials)
         return self.client
 
 
@@ -96,8 +101,8 @@ def client(plugin) -> FakePeerClient:
     return plugin.client
 
 
-def peer_line(facade, request: dict, peer: str = "fd09::2") -> dict:
-    """One request through the plugin's own server protocol, as peer ``peer`` sends it."""
+def peer_line(facade, request: dict | bytes, peer: str = "fd09::2") -> dict:
+    """One request through the plugin's own server protocol, as peer ``peer`` (its address) sends it."""
     (_port, factory, _backlog, interface), = facade.reactor.tcpServers
     assert interface == "fd09::1"
     address = IPv6Address("TCP", peer, 40000)
@@ -105,7 +110,9 @@ def peer_line(facade, request: dict, peer: str = "fd09::2") -> dict:
     assert protocol is not None, f"{peer} refused"
     transport = StringTransport(peerAddress=address)
     protocol.makeConnection(transport)
-    protocol.dataReceived(json.dumps(request).encode() + b"\n")
+    protocol.dataReceived((request if isinstance(request, bytes) else json.dumps(request).encode()) + b"\n")
+    assert transport.disconnecting, "the server closes after its one reply"
+    protocol.connectionLost(None)
     return json.loads(transport.value())
 
 
@@ -169,7 +176,7 @@ def test_a_listen_address_in_use_is_a_config_error(facade) -> None:
 def test_no_listen_no_server(facade) -> None:
     facade.reactor = MemoryReactor()
     plugin = FakeClientPlugin()
-    plugin.start(facade, {"peers": {"mag2": "192.0.2.2"}})
+    plugin.start(facade, {"peers": {"mag2": "192.0.2.2"}, "insecure_plaintext": True})
     assert facade.reactor.tcpServers == []
     assert plugin.stop() is None
 
@@ -213,8 +220,9 @@ def test_handover_prepare_failures_name_the_peer_problem(mag, peer_code, code) -
 
 def test_a_pushed_context_is_imported_at_attach(mag, memory, facade) -> None:
     assert peer_line(facade, {"op": "push", "mn_id": "mn1", "context": context_entries()}) == {"ok": True}
-    result = attach(mag)
+    result = attach(mag, previous_mag="mag2")
     assert (result["context"], result["records"], result["context_records"]) == ("pushed", 2, 2)
+    assert client(mag).requests == [], "a context its previous MAG pushed is not fetched again"
     assert imported(facade) == RECORDS
     assert upstream_reports(memory, "tun0") == 2, "one report per family leaves at once"
     again = run(mag, "binding", event="attach", mn_id="mn2", access_if="acc2", tunnel_if="tun0")
@@ -223,7 +231,9 @@ def test_a_pushed_context_is_imported_at_attach(mag, memory, facade) -> None:
 
 def test_a_pushed_context_expires_after_the_hold_interval(mag, memory, facade) -> None:
     peer_line(facade, {"op": "push", "mn_id": "mn1", "context": context_entries()})
+    assert len(mag._channel._pushed) == 1
     facade.clock.advance(HOLD_INTERVAL)
+    assert len(mag._channel._pushed) == 0, "expired on the clock, without anyone asking"
     assert attach(mag)["context"] == "none"
     assert imported(facade) == {} and upstream_reports(memory, "tun0") == 0
 
@@ -231,7 +241,7 @@ def test_a_pushed_context_expires_after_the_hold_interval(mag, memory, facade) -
 def test_a_bad_pushed_context_does_not_stop_the_attach(mag, memory, facade) -> None:
     peer_line(facade, {"op": "push", "mn_id": "mn1",
                        "context": [{"family": "ipv4", "code": 9, "payload": "00"}]})
-    result = attach(mag)
+    result = attach(mag, previous_mag="mag2")
     assert (result["context"], result["reason"], result["changed"]) == ("unavailable", "bad-context", True)
     assert downstreams(memory) == {"pmip-tun0": {"acc1"}}
 
@@ -249,7 +259,7 @@ def test_reactive_fetch_runs_after_the_attach_and_imports_the_context(mag, memor
     assert downstreams(memory) == {"pmip-tun0": {"acc1"}}, "the attach waited for the fetch"
     assert len(memory.sent_queries(Family.IPV6, "acc1")) == 1, "the General Query must not wait for the fetch"
     assert not replying.called
-    client(mag).pending[0].callback(context_entries())
+    client(mag).pending[0].callback(parse_context(context_entries()))
     result = result_of(replying)
     assert (result["context"], result["records"], result["context_records"]) == ("fetched", 2, 2)
     assert imported(facade) == RECORDS
@@ -276,7 +286,7 @@ def test_an_unknown_previous_mag_attaches_without_context(mag, memory) -> None:
 def test_a_fetch_answered_after_the_mn_left_imports_nothing(mag, memory) -> None:
     replying = attach(mag, previous_mag="mag2")
     run(mag, "binding", event="detach", mn_id="mn1")
-    client(mag).pending[0].callback(context_entries())
+    client(mag).pending[0].callback(parse_context(context_entries()))
     assert result_of(replying)["reason"] == "binding-changed"
     assert memory.proxy.instances == {} and upstream_reports(memory, "tun0") == 0
 
@@ -287,7 +297,7 @@ def test_a_fetch_answered_after_stop_imports_nothing(memory, facade) -> None:
     plugin.start(facade, SETTINGS)
     replying = attach(plugin, previous_mag="mag2")
     plugin.stop()
-    client(plugin).pending[0].callback(context_entries())
+    client(plugin).pending[0].callback(parse_context(context_entries()))
     assert result_of(replying)["reason"] == "stopped"
     assert imported(facade) == {} and upstream_reports(memory, "tun0") == 0
 
@@ -295,14 +305,15 @@ def test_a_fetch_answered_after_stop_imports_nothing(memory, facade) -> None:
 # -- serving peers (old MAG)
 
 
-def test_fetch_serves_bound_and_recently_departed_mns(mag, facade) -> None:
+def test_fetch_serves_departed_mns_only(mag, facade) -> None:
     attach(mag, context=context_entries())
-    assert peer_line(facade, {"op": "fetch", "mn_id": "nobody"}) == {"ok": False, "error": "unknown-mn"}
-    live = peer_line(facade, {"op": "fetch", "mn_id": "mn1"})
-    assert live["ok"] and len(live["context"]) == 2
+    assert peer_line(facade, {"op": "fetch", "mn_id": "nobody"})["error"] == "unknown-mn"
+    assert peer_line(facade, {"op": "fetch", "mn_id": "mn1"})["error"] == "mn-still-bound"
+    exported = run(mag, "context-export", mn_id="mn1")["context"]
     run(mag, "binding", event="detach", mn_id="mn1")
-    assert peer_line(facade, {"op": "fetch", "mn_id": "mn1"})["context"] == live["context"]
-    assert peer_line(facade, {"op": "fetch", "mn_id": "mn1"})["error"] == "unknown-mn", "handed out once"
+    assert peer_line(facade, {"op": "fetch", "mn_id": "mn1"})["context"] == exported
+    assert peer_line(facade, {"op": "fetch", "mn_id": "mn1"}, peer="::ffff:192.0.2.3")["context"] == exported, \
+        "with no next MAG known, the first asker does not take the context from the others"
 
 
 def test_a_departed_context_is_kept_only_for_the_hold_interval(mag, facade) -> None:
@@ -319,8 +330,8 @@ def test_only_configured_peers_may_connect(mag, facade) -> None:
     assert factory.buildProtocol(IPv6Address("TCP", "fd09::99", 1)) is None
 
 
-def test_two_plugins_over_real_tcp() -> None:
-    completed = subprocess.run([sys.executable, "-m", "tests.unit.plugins.transfer_roundtrip"],
+def test_two_plugins_over_real_mutual_tls(tmp_path) -> None:
+    completed = subprocess.run([sys.executable, "-m", "tests.unit.plugins.transfer_roundtrip", str(tmp_path)],
                                capture_output=True, text=True, timeout=30, check=False,
                                cwd=Path(__file__).parents[3])
     assert completed.returncode == 0, completed.stderr[-3000:]

@@ -87,7 +87,7 @@ class FakeTestbed:
 
 @pytest.mark.parametrize(("transfer", "before", "attach"), [
     ("control", [("mag1", "context-export", "mn1")], ("mag2", "attach", "mn1", True, None)),
-    ("predictive", [("mag1", "handover-prepare", "mn1", "mag2")], ("mag2", "attach", "mn1", False, None)),
+    ("predictive", [("mag1", "handover-prepare", "mn1", "mag2")], ("mag2", "attach", "mn1", False, "mag1")),
     ("reactive", [], ("mag2", "attach", "mn1", False, "mag1")),
 ])
 def test_the_driver_moves_the_context_the_chosen_way(transfer, before, attach) -> None:
