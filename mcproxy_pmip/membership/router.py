@@ -207,7 +207,8 @@ class RouterInterface:
             if scope is not None:
                 out.append(Trace("limit_groups_hit", (("interface", self.interface),
                                                       ("family", self.family.name),
-                                                      ("group", group), ("scope", scope))))
+                                                      ("group", group), ("scope", scope)),
+                                 warning=True))
                 return
             g = RouterGroup(group, self.budget)
         if version < self._newest and record_type is RecordType.MODE_IS_EXCLUDE:
@@ -230,7 +231,7 @@ class RouterInterface:
                                                    ("family", self.family.name),
                                                    ("group", group),
                                                    ("record", record_type.short),
-                                                   ("scope", refused))))
+                                                   ("scope", refused)), warning=True))
             self._keep(g, created, touched, False)
             return
         if queries and self._querier.is_querier:
@@ -323,7 +324,7 @@ class RouterInterface:
             out.append(Trace("querier_values_clamped",
                              (("interface", self.interface), ("family", self.family.name),
                               ("source", source), ("qrv", query.robustness),
-                              ("qqi", query.query_interval))))
+                              ("qqi", query.query_interval)), warning=True))
         if querier.link != before:
             out.append(Trace("querier_values_adopted",
                              (("interface", self.interface), ("family", self.family.name),

@@ -1,7 +1,8 @@
 """ActionDispatcher: carries out an instance core's actions on the reactor.
 
 Queries and reports go out through the ``Sender``; querier changes and
-traces go to the log; ``ForwardingChanged`` is told to ``on_change`` at once
+traces go to the log, warnings (a limit reached, a querier's values clamped:
+driven by hosts on the link) rate-limited per event; ``ForwardingChanged`` is told to ``on_change`` at once
 and collected, so that every group changed in one reactor turn reaches the
 plane in one ``groups_changed`` call at the end of the turn (a burst of
 reports costs the plane one update). A plane that fails the update is
@@ -22,6 +23,7 @@ from mcproxy_pmip.errors import McproxyError
 from mcproxy_pmip.membership.actions import (Action, ForwardingChanged, QuerierChanged, SendQuery,
                                              SendReport, Trace)
 from mcproxy_pmip.proxy.sender import Sender
+from mcproxy_pmip.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class ActionDispatcher:
         self._on_change = on_change
         self._changed_groups: dict[tuple[Family, object], None] = {}
         self._flush_call = None
+        self._warnings = RateLimitedLog(log, clock, summary="engine_warnings")
 
     def apply(self, actions: Iterable[Action]) -> None:
         for action in actions:
@@ -56,15 +59,21 @@ class ActionDispatcher:
                          self._name, action.interface, action.family.name, action.is_querier,
                          action.other_querier)
             elif isinstance(action, Trace):
-                log.log(logging.WARNING if action.warning else logging.DEBUG,
-                        "engine_%s instance=%s %s", action.event, self._name,
-                        " ".join(f"{k}={v}" for k, v in action.fields))
+                self._trace(action)
+
+    def _trace(self, trace: Trace) -> None:
+        if trace.warning:
+            self._warnings.event(trace.event, "engine_%s instance=%s %s", trace.event, self._name,
+                                 _fields(trace))
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug("engine_%s instance=%s %s", trace.event, self._name, _fields(trace))
 
     def cancel(self) -> None:
-        """Drop the groups not yet handed to the plane."""
+        """Drop the groups not yet handed to the plane and the pending warning summaries."""
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
         self._changed_groups.clear()
+        self._warnings.close()
 
     def _flush_forwarding(self) -> None:
         """Hand the groups changed in this reactor turn to the plane, in one call."""
@@ -78,3 +87,7 @@ class ActionDispatcher:
             log.error("forwarding_update_failed instance=%s groups=%d error=%s", self._name, len(changed), exc)
         except Exception:
             log.exception("forwarding_update_failed instance=%s groups=%d", self._name, len(changed))
+
+
+def _fields(trace: Trace) -> str:
+    return " ".join(f"{key}={value}" for key, value in trace.fields)

@@ -48,7 +48,8 @@ from dataclasses import dataclass, field, replace
 from mcproxy_pmip.addresses import Family, IPAddress
 from mcproxy_pmip.config.model import Limits
 from mcproxy_pmip.errors import MalformedPacket, ProtocolViolation
-from mcproxy_pmip.proxy.ratelimit import RateLimiter
+from mcproxy_pmip.proxy.ratelimit import HOST_LIMITED, LINK_LIMITED, QUERY_LIMITED, RateLimiter
+from mcproxy_pmip.ratelog import RateLimitedLog
 from mcproxy_pmip.wire import igmp, mld
 from mcproxy_pmip.wire.records import GroupRecord, RecordType
 
@@ -59,6 +60,8 @@ DEFAULT_TURN_WORK = 4096
 
 _NO_SOURCES: tuple[IPAddress, ...] = ()
 _DEFAULT_LIMITS = Limits()
+#: drops a flooding host causes: logged as warnings, rate-limited per reason (the rest at debug)
+_RATE_LIMITED = frozenset({HOST_LIMITED, LINK_LIMITED, QUERY_LIMITED})
 _REPORT_TYPES = {
     Family.IPV4: frozenset({igmp.V1_MEMBERSHIP_REPORT, igmp.V2_MEMBERSHIP_REPORT, igmp.V2_LEAVE_GROUP,
                             igmp.V3_MEMBERSHIP_REPORT}),
@@ -187,6 +190,7 @@ class Receiver:
         self.turn_packets = turn_packets
         self.turn_work = turn_work
         self.rate = RateLimiter(clock, self.limits)
+        self._abuse = RateLimitedLog(log, clock, summary="reports_rate_limited")
         self.received: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
         self._lanes = {Family.IPV4: _Lane(Family.IPV4, igmp_socket, self._check_igmp),
@@ -207,7 +211,8 @@ class Receiver:
         return len(self._lanes[family].pending)
 
     def close(self) -> None:
-        """Forget queued packets and cancel the next turn."""
+        """Forget queued packets and cancel the next turn and the pending log summaries."""
+        self._abuse.close()
         for lane in self._lanes.values():
             lane.pending.clear()
             if lane.drain_call is not None and lane.drain_call.active():
@@ -246,6 +251,10 @@ class Receiver:
             inbound = lane.check(packet)
         except (MalformedPacket, ProtocolViolation) as exc:
             self.drops[f"{lane.prefix}_{exc.reason}"] += 1
+            if exc.reason in _RATE_LIMITED:
+                self._abuse.event(f"{lane.prefix}_{exc.reason}", "reports_rate_limited family=%s reason=%s "
+                                  "src=%s ifindex=%d", lane.family.name, exc.reason, packet.src, packet.ifindex)
+                return 1
             log.debug("packet_dropped family=%s reason=%s src=%s ifindex=%d %s",
                       lane.family.name, exc.reason, packet.src, packet.ifindex, exc.detail)
             return 1

@@ -36,7 +36,7 @@ from mcproxy_pmip_plugins.pmipv6.peers import (
     DEFAULT_PEER_PORT, IDLE_INTERVAL, MAX_CONNECTIONS, MAX_MESSAGE, REQUEST_TIMEOUT, ChannelLimits,
     PeerAddress, PeerClient, PeerServerFactory,
 )
-from mcproxy_pmip_plugins.pmipv6.ratelog import RateLimitedLog
+from mcproxy_pmip.ratelog import RateLimitedLog
 from mcproxy_pmip_plugins.pmipv6.transfer import ContextChannel
 
 __all__ = ["Pmipv6Plugin", "Pmipv6Settings", "parse_settings"]
@@ -251,7 +251,8 @@ class Pmipv6Plugin:
         config = parse_settings(settings)
         credentials = load_peer_credentials(config)
         table = BindingTable(facade, config.profile, config.remove_empty_instance, rfc7411)
-        refusals = RateLimitedLog(logging.getLogger("mcproxy_pmip_plugins.pmipv6.peers"), facade.clock)
+        refusals = RateLimitedLog(logging.getLogger("mcproxy_pmip_plugins.pmipv6.peers"), facade.clock,
+                                   summary="peer_refusals")
         channel = ContextChannel(
             table, facade.clock, self.client_type(facade.reactor, config.peers, config.request_timeout, credentials),
             ContextStore(facade.clock, config.hold_interval, config.store_bytes),

@@ -19,7 +19,7 @@ peer's identity is the configured peer its certificate names (or, with
 ``insecure_plaintext``, the peer configured at its source address). Every
 request gets a reply, a malformed one too (bad JSON, nesting too deep,
 numbers too long, wrong types, too long), and refusals are logged rate-limited
-(ratelog.py). The context entries are the control API's format
+(mcproxy_pmip/ratelog.py). The context entries are the control API's format
 (docs/control.md), checked into ``ContextEntry`` tuples on arrival.
 """
 
@@ -46,7 +46,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from mcproxy_pmip.plugin import CommandError
 from mcproxy_pmip_plugins.pmipv6.bindings import ContextEntry, parse_context
 from mcproxy_pmip_plugins.pmipv6.peer_tls import PeerCredentials, peer_names
-from mcproxy_pmip_plugins.pmipv6.ratelog import RateLimitedLog
+from mcproxy_pmip.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +248,7 @@ class PeerServerFactory(Factory):
         self.clock = clock
         self.credentials = credentials
         self.limits = limits
-        self.refusals = refusals or RateLimitedLog(log, clock)
+        self.refusals = refusals or RateLimitedLog(log, clock, summary="peer_refusals")
         self.connections = 0
         self._per_host: dict[Host, int] = {}
         self._tls = (None if credentials is None

@@ -40,7 +40,7 @@ from mcproxy_pmip_plugins.pmipv6.bindings import (
 )
 from mcproxy_pmip_plugins.pmipv6.context_store import ContextStore
 from mcproxy_pmip_plugins.pmipv6.peers import PeerClient, PeerError
-from mcproxy_pmip_plugins.pmipv6.ratelog import RateLimitedLog
+from mcproxy_pmip.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class ContextChannel:
         self._client = client
         self._pushed = pushed
         self._departed = departed
-        self._refusals = refusals or RateLimitedLog(log, clock)
+        self._refusals = refusals or RateLimitedLog(log, clock, summary="peer_refusals")
         self._next_mag: dict[str, str] = {}
         self._closed = False
 

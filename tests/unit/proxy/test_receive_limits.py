@@ -85,7 +85,7 @@ def make_rig(limits: Limits = Limits(), **kwargs) -> Rig:
 def drain(rig: Rig) -> None:
     """Every turn the reactor would run until nothing is queued."""
     rig.receiver.read_igmp()
-    while rig.clock.getDelayedCalls():
+    while any(call.getTime() <= rig.clock.seconds() for call in rig.clock.getDelayedCalls()):
         rig.clock.advance(0)
 
 

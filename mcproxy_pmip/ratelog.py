@@ -1,4 +1,4 @@
-"""Rate-limited logging of the peer channel's refusals (a hostile peer must not flood the log).
+"""Rate-limited logging of events driven by the network (a hostile host or peer must not flood the log).
 
 Per reason: the first occurrence in an interval is logged at once; later ones
 in the same interval are only counted, and one summary line with the count
@@ -19,11 +19,12 @@ class RateLimitedLog:
     """``event(reason, message, *args)``: log the first per ``interval`` and reason, count the rest."""
 
     def __init__(self, logger: logging.Logger, clock: Any, interval: float = LOG_INTERVAL,
-                 level: int = logging.WARNING) -> None:
+                 level: int = logging.WARNING, summary: str = "log") -> None:
         self._logger = logger
         self._clock = clock
         self._interval = interval
         self._level = level
+        self._summary = summary
         self._suppressed: Counter[str] = Counter()
         self._flush_calls: dict[str, Any] = {}
         self.counts: Counter[str] = Counter()
@@ -41,12 +42,12 @@ class RateLimitedLog:
         del self._flush_calls[reason]
         suppressed = self._suppressed.pop(reason, 0)
         if suppressed:
-            self._logger.log(self._level, "peer_refusals_suppressed reason=%s suppressed=%d interval=%g",
-                             reason, suppressed, self._interval)
+            self._logger.log(self._level, "%s_suppressed reason=%s suppressed=%d interval=%g",
+                             self._summary, reason, suppressed, self._interval)
             self._flush_calls[reason] = self._clock.callLater(self._interval, self._flush, reason)
 
     def close(self) -> None:
-        """Cancel the pending summaries (the plugin stops); counts are kept."""
+        """Cancel the pending summaries (the owner stops); counts are kept."""
         for call in self._flush_calls.values():
             if call.active():
                 call.cancel()
