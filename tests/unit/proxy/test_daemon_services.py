@@ -50,6 +50,25 @@ def test_a_failed_start_stops_only_what_started() -> None:
     assert journal == ["start a", "stop a"]
 
 
+class BrokenStop(Step):
+    def stopService(self):
+        super().stopService()
+        raise PermissionError(f"{self.label} cannot stop")
+
+
+def test_a_child_that_fails_to_stop_is_logged_and_the_others_still_stop(caplog) -> None:
+    journal: list[str] = []
+    services = SequentialServices()
+    for step in (Step("a", journal), BrokenStop("b", journal), Step("c", journal)):
+        step.setServiceParent(services)
+    services.startService()
+    with caplog.at_level(logging.ERROR):
+        services.stopService()
+    assert journal == ["start a", "start b", "start c", "stop c", "stop b", "stop a"]
+    assert [r.getMessage() for r in caplog.records] == ["service_stop_failed service=BrokenStop"]
+    assert not any(child.running for child in services)
+
+
 class BrokenPlugin:
     name = "broken"
 
