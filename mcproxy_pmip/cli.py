@@ -3,11 +3,13 @@
 Flags: ``-f FILE`` (default ``mcproxy.conf``), ``-c`` kernel feature check,
 ``-s`` status print, ``-d`` / ``-v`` logging detail, ``-t`` check the config,
 ``-r`` reset rp_filter (restored on exit), ``-h``; ours: ``--control PATH``,
-``--no-control``, ``--plugin NAME``, ``--seed N``, ``--require-router-alert``,
+``--no-control``, ``--plugin NAME``, ``--seed N``, ``--require-router-alert``, ``--user NAME``,
 ``--data-plane auto|mroute|nftables``.
 Exit status: 0 after a requested stop, 2 for a configuration error (before
 anything touches the kernel), 1 for a runtime failure. SIGTERM / SIGINT stop
-cleanly; SIGHUP reloads the configuration file.
+cleanly; SIGHUP reloads the configuration file. SIGHUP is caught from the
+first line of ``main`` (``proxy.hangup``): one that arrives while the daemon
+starts is held and delivered once the reactor runs, never fatal.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from mcproxy_pmip.config.model import DATA_PLANES
 from mcproxy_pmip.control.protocol import DEFAULT_SOCKET_PATH
 from mcproxy_pmip.errors import ConfigError
 from mcproxy_pmip.plugin import PluginError, load_plugin
+from mcproxy_pmip.proxy.hangup import HangupLatch
 
 log = logging.getLogger("mcproxy_pmip.cli")
 
@@ -56,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-plane", choices=DATA_PLANES, default=None,
                         help="how the kernel forwards: mroute (multicast routing), nftables (dup), or "
                              "auto (default: the configuration's data_plane, else auto)")
+    parser.add_argument("--user", metavar="NAME",
+                        help="after start-up run as this user (keeping CAP_NET_ADMIN and CAP_NET_RAW)")
     parser.add_argument("--seed", type=int, help="seed of the report-delay random generator")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -69,6 +74,15 @@ def check_kernel() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    hangup = HangupLatch()
+    hangup.install()
+    try:
+        return _main(argv, hangup)
+    finally:
+        hangup.uninstall()
+
+
+def _main(argv: list[str] | None, hangup: HangupLatch) -> int:
     args = build_parser().parse_args(argv)
     logsetup.configure(args.debug + args.verbose)
     if args.check_kernel:
@@ -97,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     from mcproxy_pmip.proxy.daemon import Daemon
     daemon = Daemon(config, args.config, plugins, control_path=control, status=args.status,
                     reset_rp_filter=args.reset_rp_filter, seed=args.seed,
-                    require_router_alert=args.require_router_alert, data_plane=args.data_plane)
+                    require_router_alert=args.require_router_alert, data_plane=args.data_plane,
+                    user=args.user, hangup=hangup)
     return daemon.run()
 
 

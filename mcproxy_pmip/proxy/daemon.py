@@ -5,14 +5,18 @@ The data plane is chosen first (``--data-plane`` or the configuration's
 child services of one ``SequentialServices``, started in order: rp_filter
 (``-r``), the Proxy (kernel state), the plugins, the control socket; they
 stop in reverse, before the reactor shuts down, so SIGTERM / SIGINT leave no
-vif, MFC entry, rule or socket file behind. SIGHUP re-reads the
-configuration file and applies the difference (a bad file is logged and
-changes nothing). The exit status says how the run ended."""
+vif, MFC entry, rule or socket file behind. SIGHUP (held by
+``proxy.hangup`` from the command line's first line, so one that comes
+during start-up waits for the reactor) re-reads the configuration file and
+applies it all or nothing: a file that does not parse or validate is logged
+and changes nothing; a file whose application fails half-way is rolled back
+(``proxy.reload``) and logged. Reloads run one at a time; a burst of SIGHUPs
+coalesces. The daemon's configuration is always the one the Proxy runs.
+The exit status says how the run ended."""
 
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 
 from twisted.internet import defer
@@ -25,6 +29,9 @@ from mcproxy_pmip.dataplane.choice import choose, open_plane
 from mcproxy_pmip.errors import ConfigError, McproxyError
 from mcproxy_pmip.plugin import collect_commands
 from mcproxy_pmip.proxy.daemon_services import ControlSocket, PluginService, RpFilterReset
+from mcproxy_pmip.proxy.hangup import HangupLatch
+from mcproxy_pmip.proxy.reload import ReloadFailed
+from mcproxy_pmip.proxy.privilege_service import PrivilegeDrop
 from mcproxy_pmip.proxy.service_sequence import SequentialServices
 
 log = logging.getLogger(__name__)
@@ -43,7 +50,8 @@ class Daemon:
 
     def __init__(self, config: Config, config_path: str, plugins: list, *, control_path: str | None,
                  status: bool, reset_rp_filter: bool, seed: int | None,
-                 require_router_alert: bool, data_plane: str | None = None) -> None:
+                 require_router_alert: bool, data_plane: str | None = None, user: str | None = None,
+                 hangup: HangupLatch | None = None) -> None:
         self.config = config
         self.config_path = config_path
         self.plugins = plugins
@@ -53,14 +61,19 @@ class Daemon:
         self.seed = seed
         self.require_router_alert = require_router_alert
         self.data_plane = data_plane
+        self.user = user
         self.exit_code = 0
         self.proxy = None
         self.api = None
         self.services: SequentialServices | None = None
+        self.hangup = hangup
 
     def run(self) -> int:
         from twisted.internet import reactor
         self.reactor = reactor
+        if self.hangup is None:
+            self.hangup = HangupLatch()
+            self.hangup.install()
         reactor.callWhenRunning(self._start)
         reactor.addSystemEventTrigger("before", "shutdown", self._stop)
         reactor.run()
@@ -81,7 +94,7 @@ class Daemon:
             self.exit_code = 1
             self.reactor.stop()
             return
-        signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload))
+        self.hangup.connect(self.reload, self.reactor.callFromThread)
         log.info("daemon_started instances=%d protocols=%s control=%s plugins=%s",
                  len(self.proxy.instances), ",".join(self.config.protocols), self.control_path or "-",
                  ",".join(p.name for p in self.plugins) or "-")
@@ -109,6 +122,7 @@ class Daemon:
         if self.control_path:
             ControlSocket(self.control_path, lambda: collect_commands(core_commands(self.api), self.plugins),
                           self.reactor).setServiceParent(services)
+        PrivilegeDrop(self.user, self.control_path).setServiceParent(services)
         return services
 
     def _plugin_settings(self, name: str):
@@ -122,20 +136,39 @@ class Daemon:
         self.reactor.callLater(STATUS_INTERVAL, self._status)
 
     def reload(self) -> None:
+        """Re-read the file and apply it all or nothing; on any refusal the old configuration runs on."""
+        if self.proxy is None or not self.proxy.running:
+            log.warning("reload_skipped reason=the proxy is not running")
+            return
+        log.info("reload_started file=%s signals=%d coalesced=%d", self.config_path,
+                 self.hangup.received, self.hangup.coalesced)
         try:
             new = load_config(self.config_path)
         except ConfigError as exc:
-            log.error("reload_refused file=%s problems=%d\n%s", self.config_path, len(exc.problems), exc)
+            log.error("reload_refused file=%s problems=%d reason=the file does not validate; "
+                      "the old configuration keeps running\n%s", self.config_path, len(exc.problems), exc)
             return
+        self._ignored_at_reload(new)
         try:
             self.proxy.reload(new)
-        except (McproxyError, ValueError) as exc:
-            log.error("reload_failed error=%s", exc)
+        except ReloadFailed as exc:
+            log.error("reload_failed file=%s step=%r error=%s rolled_back=%s reason=the old configuration "
+                      "keeps running", self.config_path, exc.step, exc.cause,
+                      "complete" if exc.rolled_back else "partial")
             return
-        self.config = new
+        self.config = self.proxy.config
+
+    def _ignored_at_reload(self, new: Config) -> None:
+        """Daemon-level lines a reload cannot change: logged; they take effect at the next start."""
+        if new.plugins != self.config.plugins:
+            log.warning("reload_plugins_ignored reason=plugins change only at restart")
+        if new.control_socket != self.config.control_socket:
+            log.warning("reload_control_socket_ignored reason=the control socket changes only at restart")
 
     @defer.inlineCallbacks
     def _stop(self):
+        if self.hangup is not None:
+            self.hangup.disconnect()
         if self.services is not None:
             yield self.services.stopService()
         log.info("daemon_stopped exit=%d", self.exit_code)
