@@ -172,8 +172,11 @@ class ProxyInstance:
 
     def _report_upstream(self, name: str) -> None:
         """An upstream (back) in service: report the whole database on it soon, as to a General Query
-        (what was sent while it was down or gone was lost; the router may have forgotten us)."""
+        (what was sent while it was down or gone was lost; the router may have forgotten us). Nothing
+        when the upstream's host state is empty (a daemon starting: its first changes go out at once)."""
         for family in sorted(self.families):
+            if not any(True for _ in self.core.host(name, family).groups()):
+                continue
             query = Query(family.newest_version, family.unspecified, UPSTREAM_RETURN_REPORT_INTERVAL)
             self.driver.call(self.core.handle_query, name, family, query)
 

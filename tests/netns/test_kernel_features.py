@@ -15,6 +15,7 @@ from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.dataplane import features
 from mcproxy_pmip.dataplane.choice import missing_mroute
 from tests.netns.netns_fixtures import netns_factory  # noqa: F401 (fixture)
+from tests.netns.planes import nft_text
 
 pytestmark = pytest.mark.netns
 
@@ -38,7 +39,7 @@ def test_every_part_is_reported_and_nothing_is_left_behind(netns_factory):  # no
         assert "32 per table" in rows["IPv4 vifs per table"].detail
         assert "32 per table" in rows["IPv6 vifs per table"].detail
         assert ns.ip("-4", "mroute", "show").strip() == "" and ns.ip("-6", "mroute", "show").strip() == ""
-    assert ns.run(["nft", "list", "tables"]).stdout.strip() == "", "the probe table was deleted"
+    assert nft_text(ns, "list tables").strip() == "", "the probe table was deleted"
 
 
 def test_the_command_names_the_missing_kernel_option_and_exits_zero_when_a_plane_works(netns_factory):  # noqa: F811
