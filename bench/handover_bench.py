@@ -1,4 +1,4 @@
-"""Multicast disruption of PMIPv6 handovers per mode: static, plugin, context (SCENARIOS 21).
+"""Multicast disruption of PMIPv6 handovers per mode: static, plugin, context (docs/scenarios.md item 21).
 
 Runs a testbed scenario (the embedded default, or ``--scenario FILE``) N times
 in each mode with mcproxy-pmip on the LMA and the MAGs, then prints one table

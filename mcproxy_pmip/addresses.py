@@ -60,7 +60,7 @@ def family_of(address: IPAddress) -> Family:
 
 
 def is_link_local_scope_group(group: IPAddress) -> bool:
-    """True for groups that never leave the link: 224.0.0.0/24 and ff02::/16 (SCENARIOS 8).
+    """True for groups that never leave the link: 224.0.0.0/24 and ff02::/16 (docs/scenarios.md item 8).
 
     ff01::/16 (interface-local) and ff00::/16 (reserved scope 0) are treated alike.
     """

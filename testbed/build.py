@@ -1,6 +1,6 @@
 """Builds a planned PMIPv6 domain in network namespaces and tears it down.
 
-Order inside each namespace follows the DESIGN facts: DAD off before any link
+Order inside each namespace follows docs/design-facts.md: DAD off before any link
 exists, forwarding on, rp_filter off; then links (veth, bridge, TUN),
 addresses, link up, routes. MAG-LMA tunnels are RFC 2473 IPv6-in-IPv6
 tunnels: a kernel ip6tnl where the kernel offers one, otherwise TUN devices

@@ -88,7 +88,7 @@ def mcproxy_config(role: DaemonRole) -> str:
     """mcproxy grammar: IGMPv3 and MLDv2 together, one pinstance per instance.
 
     In plugin/context modes a MAG starts with no instance: the pmipv6 plugin
-    creates one per tunnel at the first attach (SCENARIOS 18). With plugin
+    creates one per tunnel at the first attach (docs/scenarios.md item 18). With plugin
     settings (the MAG-to-MAG context channel) the MAG's config is YAML instead.
     """
     if role.plugin_settings:

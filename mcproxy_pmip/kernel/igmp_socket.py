@@ -6,7 +6,7 @@ header with ``wire.ipv4`` (RFC 791 §3.1: header checksum verified, since a
 packet socket sees frames before the IP layer does; TTL, addresses, Router
 Alert of RFC 2113) and keeps unfragmented IGMP. The interface comes from the
 link layer, never from the source address, so reports from 0.0.0.0 or from
-outside the interface's subnet are kept (RFC 3376 §4.2.13, SCENARIOS 2).
+outside the interface's subnet are kept (RFC 3376 §4.2.13, docs/scenarios.md item 2).
 Validation of TTL / Router Alert is the caller's: this layer only reports
 what arrived.
 

@@ -132,7 +132,7 @@ class LinkTimers:
         return self.last_member_query_interval * self.lmq_count
 
 
-#: RFC 6636 §4.4 / DESIGN: the PMIPv6 profile's faster start-up queries.
+#: RFC 6636 §4.4 / docs/scenarios.md item 3: the PMIPv6 profile's faster start-up queries.
 PMIPV6_TIMERS = Timers(startup_query_interval=1.0)
 
 

@@ -1,4 +1,4 @@
-"""Tools for wire-level scenario tests of the daemon (SCENARIOS.md), on top of ``proxy_harness``.
+"""Tools for wire-level scenario tests of the daemon (docs/scenarios.md), on top of ``proxy_harness``.
 
 * ``scenario_topology``: the harness topology with this module's namespace prefix ``mps-``
   (a test module wraps it in its own fixture).

@@ -1,4 +1,4 @@
-"""The daemon end to end: Linux hosts join, reports go upstream, the kernel forwards data (SCENARIOS 9, 12)."""
+"""The daemon end to end: Linux hosts join, reports go upstream, the kernel forwards data (docs/scenarios.md items 9, 12)."""
 
 from __future__ import annotations
 

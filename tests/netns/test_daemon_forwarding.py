@@ -1,4 +1,4 @@
-"""The daemon's kernel forwarding seen on the wire, with Linux hosts (SCENARIOS 12-15, IGMPv2 / MLDv1 hosts).
+"""The daemon's kernel forwarding seen on the wire, with Linux hosts (docs/scenarios.md items 12-15, IGMPv2 / MLDv1 hosts).
 
 Data is UDP from the upstream router (or a host); what reaches a link is read
 with AF_PACKET captures, what the kernel holds with the ``routes`` control
@@ -55,7 +55,7 @@ def route(daemon, family: Family, source: str, group: str) -> dict | None:
 
 @FAMILIES
 def test_first_packet_installs_the_entry_with_the_member_downstream(topo, family) -> None:
-    """SCENARIOS 12: (*,G) join on d1; the cache miss installs (S,G) up0 -> d1; data reaches the host."""
+    """docs/scenarios.md item 12: (*,G) join on d1; the cache miss installs (S,G) up0 -> d1; data reaches the host."""
     daemon = topo.start_daemon(CONFIG)
     receiver = topo.join(topo.hosts[0], family, GROUP[family])
     watch = Watch([], [receiver])
@@ -72,7 +72,7 @@ def test_first_packet_installs_the_entry_with_the_member_downstream(topo, family
 
 @FAMILIES
 def test_data_already_flowing_reaches_a_new_member_at_once(topo, family) -> None:
-    """SCENARIOS 13: the existing (S,G) entry gains d1 when the report arrives; no wait for expiry."""
+    """docs/scenarios.md item 13: the existing (S,G) entry gains d1 when the report arrives; no wait for expiry."""
     daemon = topo.start_daemon(CONFIG)
     send = sending(topo.sender(family), GROUP[family])
     d1 = Capture(topo.px, "d1")
@@ -95,7 +95,7 @@ def test_data_already_flowing_reaches_a_new_member_at_once(topo, family) -> None
 
 @FAMILIES
 def test_source_specific_join_forwards_only_that_source(topo, family) -> None:
-    """SCENARIOS 14: INCLUDE{S1} for G: S1 reaches the host's link, S2 never does; upstream INCLUDE{S1}."""
+    """docs/scenarios.md item 14: INCLUDE{S1} for G: S1 reaches the host's link, S2 never does; upstream INCLUDE{S1}."""
     address(topo.up, "u0", "10.1.0.11/24", "fd01::11/64")
     group = GROUP[family]
     up, h1 = Capture(topo.up, "u0"), Capture(topo.hosts[0], "e0")
@@ -125,7 +125,7 @@ def test_source_specific_join_forwards_only_that_source(topo, family) -> None:
 
 @FAMILIES
 def test_downstream_data_goes_upstream_and_to_members_never_back(topo, family) -> None:
-    """SCENARIOS 15: data from h1 on d1 goes up0 and d2 (h2 is a member), never back out of d1."""
+    """docs/scenarios.md item 15: data from h1 on d1 goes up0 and d2 (h2 is a member), never back out of d1."""
     group = GROUP[family]
     up, h1 = Capture(topo.up, "u0"), Capture(topo.hosts[0], "e0")
     daemon = topo.start_daemon(CONFIG)

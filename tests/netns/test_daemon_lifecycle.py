@@ -1,6 +1,6 @@
 """The daemon's life: clean stop, restart after kill -9, two tables, SIGHUP reload, late interfaces, CLI.
 
-SCENARIOS 16 (two instances, two tables) and 17 (SIGTERM leaves nothing
+docs/scenarios.md items 16 (two instances, two tables) and 17 (SIGTERM leaves nothing
 behind; a restart after kill -9 clears the leftovers), the reload contract
 of cli.py (SIGHUP applies the difference, a broken file changes nothing), an
 interface that appears after start, and the command line against a real
@@ -109,7 +109,7 @@ def join_and_receive(topo, families=FAMILIES, host_index: int = 0) -> dict:
 
 @pytest.mark.parametrize("table", [None, 10], ids=["default-table", "table-10"])
 def test_sigterm_removes_vifs_entries_rules_and_socket(topo, table) -> None:
-    """SCENARIOS 17: after SIGTERM the exit status is 0 and the kernel looks as before the start."""
+    """docs/scenarios.md item 17: after SIGTERM the exit status is 0 and the kernel looks as before the start."""
     before = kernel_state(topo, table)
     config = "protocol IGMPv3;\nprotocol MLDv2;\n" + \
         f"pinstance p{f'({table})' if table else ''}: up0 ==> d1 d2;\n"
@@ -137,7 +137,7 @@ def test_sigterm_removes_vifs_entries_rules_and_socket(topo, table) -> None:
 
 
 def test_restart_after_kill9_clears_leftovers(topo) -> None:
-    """SCENARIOS 17: kill -9 leaves rules behind; the next start removes them and forwards again."""
+    """docs/scenarios.md item 17: kill -9 leaves rules behind; the next start removes them and forwards again."""
     config = "protocol IGMPv3;\nprotocol MLDv2;\npinstance p(10): up0 ==> d1 d2;\n"
     first = topo.start_daemon(config, name="first")
     receivers = join_and_receive(topo)
@@ -176,7 +176,7 @@ def test_restart_after_kill9_clears_leftovers(topo) -> None:
 
 @pytest.mark.parametrize("family", FAMILIES, ids=["ipv4", "ipv6"])
 def test_two_instances_two_tables_keep_streams_apart(netns_factory, topo, family) -> None:  # noqa: F811
-    """SCENARIOS 16: the same G in two instances; each router's stream reaches only its own host."""
+    """docs/scenarios.md item 16: the same G in two instances; each router's stream reaches only its own host."""
     second_router = add_upstream_router(topo, netns_factory, PREFIX, index=1)
     config = "protocol IGMPv3;\nprotocol MLDv2;\npinstance a(10): up0 ==> d1;\npinstance b(11): up1 ==> d2;\n"
     reports = [Capture(topo.up, "u0"), Capture(second_router, "u0")]

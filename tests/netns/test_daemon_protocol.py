@@ -1,4 +1,4 @@
-"""The daemon's IGMPv3 / MLDv2 protocol behaviour on the wire, with Linux hosts (SCENARIOS 3, 5, 8, 9, 11).
+"""The daemon's IGMPv3 / MLDv2 protocol behaviour on the wire, with Linux hosts (docs/scenarios.md items 3, 5, 8, 9, 11).
 
 Timers are shortened in a YAML configuration; times are measured from the
 event seen on the wire (the host's report on the downstream link, the query
@@ -67,7 +67,7 @@ def offsets(times, origin: float) -> list[float]:
 
 @FAMILIES
 def test_added_downstream_gets_general_query_at_once_then_startup_queries(topo, family) -> None:
-    """SCENARIOS 3: add-downstream -> General Query at once, then startup queries every 0.3 s (count 3)."""
+    """docs/scenarios.md item 3: add-downstream -> General Query at once, then startup queries every 0.3 s (count 3)."""
     daemon = topo.start_daemon(yaml_config(("d1",), query_interval=5, query_response_interval=1,
                                            startup_query_interval=0.3, startup_query_count=3))
     capture = Capture(topo.hosts[1], "e0")
@@ -93,7 +93,7 @@ def test_added_downstream_gets_general_query_at_once_then_startup_queries(topo, 
 
 @FAMILIES
 def test_last_member_leaves(topo, family) -> None:
-    """SCENARIOS 5: Q(G) at ~0 and ~LMQI, forwarding stops at ~LMQT, upstream TO_IN({}) twice."""
+    """docs/scenarios.md item 5: Q(G) at ~0 and ~LMQI, forwarding stops at ~LMQT, upstream TO_IN({}) twice."""
     host = topo.hosts[0]
     quiet_host_retransmissions(host)
     group = ipaddress.ip_address(GROUP[family])
@@ -145,7 +145,7 @@ def test_last_member_leaves(topo, family) -> None:
 
 @FAMILIES
 def test_database_change_reports_upstream_at_once_then_retransmits(topo, family) -> None:
-    """SCENARIOS 9: TO_EX({}) upstream at once after the host's report, then robustness-1 more within 0.3 s."""
+    """docs/scenarios.md item 9: TO_EX({}) upstream at once after the host's report, then robustness-1 more within 0.3 s."""
     host = topo.hosts[0]
     quiet_host_retransmissions(host)
     group = ipaddress.ip_address(GROUP[family])
@@ -172,7 +172,7 @@ def test_database_change_reports_upstream_at_once_then_retransmits(topo, family)
 
 @FAMILIES
 def test_upstream_queries_answered_from_the_database(topo, family) -> None:
-    """SCENARIOS 11: General Query -> one current-state record per group after a delay in (0, MRT];
+    """docs/scenarios.md item 11: General Query -> one current-state record per group after a delay in (0, MRT];
     Q(G) for an unknown group -> silence; Q(G) for a known group -> that group only."""
     groups = {ipaddress.ip_address(GROUP[family]), ipaddress.ip_address(GROUP2[family])}
     up = Capture(topo.up, "u0")
@@ -215,7 +215,7 @@ def test_upstream_queries_answered_from_the_database(topo, family) -> None:
 
 @FAMILIES
 def test_link_local_scope_group_creates_no_upstream_state(topo, family) -> None:
-    """SCENARIOS 8: a host's report for a link-local scope group is ignored (no group row, no upstream record)."""
+    """docs/scenarios.md item 8: a host's report for a link-local scope group is ignored (no group row, no upstream record)."""
     host = topo.hosts[0]
     link_group = ipaddress.ip_address(LINK_LOCAL_GROUP[family])
     up, d1 = Capture(topo.up, "u0"), Capture(topo.px, "d1")
@@ -239,7 +239,7 @@ def test_link_local_scope_group_creates_no_upstream_state(topo, family) -> None:
 
 @FAMILIES
 def test_older_upstream_querier_switches_reports_to_its_version(topo, family) -> None:
-    """SCENARIOS 11: after an IGMPv2 / MLDv1 General Query upstream, answers and new joins go in that version."""
+    """docs/scenarios.md item 11: after an IGMPv2 / MLDv1 General Query upstream, answers and new joins go in that version."""
     old = {Family.IPV4: (2, igmp.IgmpV2Report), Family.IPV6: (1, mld.MldV1Report)}[family]
     version, report_type = old
     first, second = ipaddress.ip_address(GROUP[family]), ipaddress.ip_address(GROUP2[family])

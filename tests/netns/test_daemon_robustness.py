@@ -1,4 +1,4 @@
-"""Bad input on the wire and state limits, against the running daemon (SCENARIOS 1-2).
+"""Bad input on the wire and state limits, against the running daemon (docs/scenarios.md items 1-2).
 
 A host namespace injects whole frames (AF_PACKET) that the kernel delivers to
 the daemon's raw sockets: bad checksum, TTL 2, MLD hop limit 2, a global or
@@ -104,7 +104,7 @@ def test_malformed_packet_is_counted_and_changes_nothing(topo, case) -> None:
 
 @pytest.mark.parametrize("source", ["0.0.0.0", "192.0.2.7"], ids=["unspecified", "other-subnet"])
 def test_igmp_report_from_unusual_source_is_accepted(topo, source) -> None:
-    """SCENARIOS 2: reports from 0.0.0.0 or outside the interface's subnet count like any other."""
+    """docs/scenarios.md item 2: reports from 0.0.0.0 or outside the interface's subnet count like any other."""
     group = "239.2.0.1"
     daemon = topo.start_daemon("protocol IGMPv3;\npinstance p: up0 ==> d1 d2;\n")
     at_h1 = Capture(topo.hosts[0], "e0")

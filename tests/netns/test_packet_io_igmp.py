@@ -1,4 +1,4 @@
-"""IgmpPacketSocket against a real Linux host stack across a veth (RFC 3376 §4, RFC 2236, SCENARIOS 2).
+"""IgmpPacketSocket against a real Linux host stack across a veth (RFC 3376 §4, RFC 2236, docs/scenarios.md item 2).
 
 The proxy side holds no IP membership at all: the packet socket sees IGMP
 of every interface, including IGMPv2 reports sent to the group itself.
@@ -96,7 +96,7 @@ def test_receives_v2_report_to_the_group_and_leave_without_any_membership(
 @pytest.mark.parametrize("host_address", [None, "198.51.100.7/24"], ids=["unnumbered", "foreign-subnet"])
 def test_receives_reports_from_any_source_address(
         link: Link, proxy_socket: IgmpPacketSocket, members, host_address: str | None) -> None:
-    """SCENARIOS 2: 0.0.0.0 and off-subnet sources arrive, identified by the interface index."""
+    """docs/scenarios.md item 2: 0.0.0.0 and off-subnet sources arrive, identified by the interface index."""
     link.host.ip("address", "flush", "dev", link.host_if)
     expected = ipaddress.IPv4Address(0)
     if host_address is not None:

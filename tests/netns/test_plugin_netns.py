@@ -1,4 +1,4 @@
-"""The pmipv6 plugin in a real daemon: binding events drive downstreams (SCENARIOS 18-20).
+"""The pmipv6 plugin in a real daemon: binding events drive downstreams (docs/scenarios.md items 18-20).
 
     up (LMA side, source) --u0/up0-- [ px: mcproxy-pmip --plugin pmipv6 ] --d1/e0-- h1 (MN)
                                                                           --d2/e0-- h2 (MN)

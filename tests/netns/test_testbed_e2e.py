@@ -1,4 +1,4 @@
-"""The testbed's main job with our daemon: PMIPv6 handovers measured end to end (SCENARIOS 21).
+"""The testbed's main job with our daemon: PMIPv6 handovers measured end to end (docs/scenarios.md item 21).
 
 The CLI runs the embedded default scenario in static mode as a subprocess
 (what CI runs) on the data plane ``auto`` picks; a shortened scenario runs in

@@ -1,4 +1,4 @@
-"""Every example in configs/ loads (STYLE trait 6)."""
+"""Every example in configs/ loads (CONTRIBUTING.md, Style)."""
 
 from __future__ import annotations
 

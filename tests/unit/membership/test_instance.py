@@ -1,4 +1,4 @@
-"""InstanceCore scenarios (SCENARIOS 8-11, 15, 16 logic, 19, 20), driven by a twisted Clock."""
+"""InstanceCore scenarios (docs/scenarios.md items 8-11, 15, 16 logic, 19, 20), driven by a twisted Clock."""
 
 from __future__ import annotations
 
@@ -161,7 +161,7 @@ def test_scenario_8_link_local_scope_groups_create_no_upstream_state() -> None:
 
 
 def test_last_member_leave_sends_to_in_empty_upstream_after_the_queries() -> None:
-    # SCENARIOS 5: Q(G) at 0 s and 1 s, forwarding stops at ~2 s, then TO_IN({}) upstream.
+    # docs/scenarios.md item 5: Q(G) at 0 s and 1 s, forwarding stops at ~2 s, then TO_IN({}) upstream.
     h = Harness()
     h.report("d1", rec(RecordType.CHANGE_TO_EXCLUDE, G))
     h.advance(10.0)
@@ -300,7 +300,7 @@ def test_invalid_configuration_is_refused() -> None:
 
 
 def test_losing_the_querier_election_stops_forwarding_to_that_link() -> None:
-    # SCENARIOS 7 / RFC 4605 §4: a non-querier proxy does not forward onto the link.
+    # docs/scenarios.md item 7 / RFC 4605 §4: a non-querier proxy does not forward onto the link.
     h = Harness()
     h.report("d1", rec(RecordType.CHANGE_TO_EXCLUDE, G))
     h.report("d2", rec(RecordType.CHANGE_TO_EXCLUDE, G))

@@ -32,7 +32,7 @@ def test_any_exclude_wins_over_includes() -> None:
 
 
 def test_scenario_10_v2_member_and_source_specific_member() -> None:
-    # SCENARIOS 10: I1 has (G) (EXCLUDE {}), I2 INCLUDE{S1,S2} -> EXCLUDE({})
+    # docs/scenarios.md item 10: I1 has (G) (EXCLUDE {}), I2 INCLUDE{S1,S2} -> EXCLUDE({})
     assert merge([(EXC, frozenset()), (INC, frozenset({A, B}))]) == (EXC, frozenset())
     # I1 expired: only I2 remains -> INCLUDE{S1,S2}
     assert merge([None, (INC, frozenset({A, B}))]) == (INC, frozenset({A, B}))

@@ -1,4 +1,4 @@
-"""SCENARIOS.md 3-8 at engine level, driven by ``twisted.internet.task.Clock``.
+"""docs/scenarios.md items 3-8 at engine level, driven by ``twisted.internet.task.Clock``.
 
 ``ClockDriver`` stands in for the IO layer's timer driver: one ``callLater``
 armed at the engine's ``get_timer()``, every action logged with its time.

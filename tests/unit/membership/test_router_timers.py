@@ -213,7 +213,7 @@ def test_several_records_one_membership_changed_per_group(plan):
 
 @family
 def test_repeated_leave_merges_into_the_pending_group_query(plan):
-    """SCENARIOS 4: a host's retransmitted leave adds no query to the Q(G) series under way."""
+    """docs/scenarios.md item 4: a host's retransmitted leave adds no query to the Q(G) series under way."""
     r = router(plan)
     report(r, plan, 0.0, IS_EX, ())
     first = report(r, plan, 10.0, TO_IN, ())

@@ -40,7 +40,7 @@ def test_start_attaches_every_interface_and_queries_downstreams(run: MemoryProxy
         assert run.sockets[family].watched == {info.ifindex for info in run.host.links.values()}
         for link in ("d1", "d2"):
             queries = run.sent_queries(family, link)
-            assert len(queries) == 1 and queries[0].group is None, "a General Query at once (SCENARIOS 3)"
+            assert len(queries) == 1 and queries[0].group is None, "a General Query at once (docs/scenarios.md item 3)"
         assert run.sent_queries(family, "up0") == []
 
 

@@ -1,4 +1,4 @@
-"""Receiver validation (SCENARIOS 1-2) over fake sockets: drops are counted, valid input delivered."""
+"""Receiver validation (docs/scenarios.md items 1-2) over fake sockets: drops are counted, valid input delivered."""
 
 from __future__ import annotations
 
