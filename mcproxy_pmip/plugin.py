@@ -8,7 +8,7 @@ narrow ``ProxyFacade`` below and may add control commands
 (``commands()``). Plugins import this module and nothing else of the core
 (its names re-export the vocabulary they need). The core never imports a plugin.
 
-Discovery deliberately avoids ``twisted.plugin`` (STYLE.md): a plugin that
+Discovery deliberately avoids ``twisted.plugin`` (CONTRIBUTING.md, Style): a plugin that
 fails to import is an error that names it, never a silently missing plugin.
 See docs/plugins.md.
 """
@@ -29,10 +29,10 @@ from mcproxy_pmip.wire.records import GroupRecord, RecordType
 
 __all__ = [
     "DOWNSTREAM_REMOVED", "ENTRY_POINT_GROUP", "EVENT_NAMES", "INSTANCE_CREATED", "INSTANCE_REMOVED",
-    "INTERFACE_DOWN", "INTERFACE_UP", "MEMBERSHIP_CHANGED", "Arguments", "CommandError", "CommandHandler",
-    "ConfigError", "ConfigProblem", "Family", "FamilyRecords", "GroupRecord", "McproxyError", "PMIPV6_TIMERS", "Plugin", "PluginError",
-    "ProxyEvent", "ProxyFacade", "RecordType", "Timers", "available_plugins",
-    "collect_commands", "load_plugin",
+    "INTERFACE_DOWN", "INTERFACE_UP", "MEMBERSHIP_CHANGED", "METRIC_KINDS", "Arguments", "CommandError",
+    "CommandHandler", "ConfigError", "ConfigProblem", "Family", "FamilyRecords", "GroupRecord", "McproxyError",
+    "MetricSample", "PMIPV6_TIMERS", "Plugin", "PluginError", "PluginMetric", "ProxyEvent", "ProxyFacade",
+    "RecordType", "Timers", "available_plugins", "collect_commands", "load_plugin",
 ]
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,41 @@ class Plugin(Protocol):
 
     def commands(self) -> Mapping[str, CommandHandler]:
         """Control commands the plugin adds, by name (called after ``start``)."""
+
+    # Optional: ``metrics() -> Iterable[PluginMetric]``, read at each Prometheus scrape
+    # (docs/metrics.md); a plugin without it reports no metrics of its own.
+
+
+METRIC_KINDS = ("counter", "gauge", "histogram")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSample:
+    """One labelled value of a ``PluginMetric``.
+
+    Counters and gauges use ``value``. Histograms use ``buckets`` (upper bound,
+    cumulative count; the last bound is ``math.inf``), ``value`` (the count)
+    and ``total`` (the sum of the observations).
+    """
+
+    labels: tuple[tuple[str, str], ...] = ()
+    value: float = 0.0
+    buckets: tuple[tuple[float, int], ...] = ()
+    total: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PluginMetric:
+    """A metric a plugin reports; the daemon exports it as ``mcproxy_pmip_<plugin>_<name>``."""
+
+    name: str
+    kind: str
+    help: str
+    samples: tuple[MetricSample, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in METRIC_KINDS:
+            raise ValueError(f"unknown metric kind {self.kind!r}")
 
 
 class PluginError(McproxyError):

@@ -11,6 +11,7 @@ downstreams) and RFC 3376 §8 / RFC 3810 §9 (timers) shape the fields.
 from __future__ import annotations
 
 import enum
+import ipaddress
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -231,6 +232,30 @@ class InstanceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """Where the Prometheus endpoint listens (``metrics.listen``, ``--metrics``) and whether a
+    scrape reads the data plane's per-route counters (``metrics.forwarding``)."""
+
+    host: str
+    port: int
+    forwarding: bool = True
+
+    @classmethod
+    def parse(cls, text: str, forwarding: bool = True) -> MetricsConfig:
+        """``ADDR:PORT`` (``[ADDR]:PORT`` for IPv6); ValueError saying what is wrong."""
+        host, colon, port = text.rpartition(":")
+        if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"bad metrics address {text!r}: expected ADDR:PORT with a port 1-65535")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"bad metrics address {text!r}: {host!r} is not an IP address") from None
+        return cls(host, int(port), forwarding)
+
+
+@dataclass(frozen=True, slots=True)
 class PluginConfig:
     """Settings of one plugin, passed to it untouched (read-only mapping)."""
 
@@ -246,7 +271,8 @@ class Config:
     ``disabled``: the file contains mcproxy's ``disable;`` (the daemon must not start).
     ``control_socket`` None: the daemon's default path. ``data_plane``: one of
     ``DATA_PLANES`` (``--data-plane`` overrides it). ``limits``: daemon-wide state
-    bounds. ``source``: where it was read.
+    bounds. ``metrics``: the Prometheus endpoint, None: off (``--metrics`` overrides it).
+    ``source``: where it was read.
     """
 
     protocols: tuple[str, ...] = (DEFAULT_PROTOCOL,)
@@ -256,6 +282,7 @@ class Config:
     limits: DaemonLimits = field(default_factory=DaemonLimits)
     plugins: tuple[PluginConfig, ...] = ()
     disabled: bool = False
+    metrics: MetricsConfig | None = None
     source: str = field(default="<string>", compare=False)
 
     @property

@@ -117,6 +117,8 @@ class RawConfig:
     disabled: Loc | None = None
     control_socket: Located | None = None
     data_plane: Located | None = None
+    metrics_listen: Located | None = None
+    metrics_forwarding: Located | None = None
     limits: dict[str, Located] = field(default_factory=dict)
     limits_loc: Loc | None = None
     plugins: list[tuple[Located, Any]] = field(default_factory=list)

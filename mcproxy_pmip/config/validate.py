@@ -18,7 +18,8 @@ from mcproxy_pmip.membership.filters import Direction
 from mcproxy_pmip.membership.timers import Timers
 from mcproxy_pmip.config.model import (DATA_PLANES, DEFAULT_PROTOCOL, PROTOCOLS, AddressMatch, AddressRule,
                                        Config, DaemonLimits, FilterBinding, FilterMode, InstanceConfig,
-                                       Limits, PluginConfig, QuerierSettings, Role, RuleMatching, Table)
+                                       Limits, MetricsConfig, PluginConfig, QuerierSettings, Role, RuleMatching,
+                                       Table)
 from mcproxy_pmip.config.syntax import (Loc, Located, RawConfig, RawInstance, RawMatch, RawRule,
                                         RawTable, RawTableRef)
 
@@ -420,6 +421,21 @@ class _Validator:
             return DATA_PLANES[0]
         return item.value
 
+    def metrics(self) -> MetricsConfig | None:
+        forwarding = self.raw.metrics_forwarding
+        if forwarding is not None and not isinstance(forwarding.value, bool):
+            self.report(forwarding.loc, "expected true or false for metrics.forwarding")
+        item = self.raw.metrics_listen
+        if item is None:
+            if forwarding is not None:
+                self.report(forwarding.loc, "metrics.forwarding without metrics.listen")
+            return None
+        try:
+            return MetricsConfig.parse(str(item.value), forwarding is None or forwarding.value is not False)
+        except ValueError as exc:
+            self.report(item.loc, f"{exc} (metrics.listen)")
+            return None
+
     def plugins(self) -> tuple[PluginConfig, ...]:
         result: list[PluginConfig] = []
         names: set[str] = set()
@@ -446,7 +462,7 @@ class _Validator:
         instances = self.attach_rule_matching(self.attach_filters(self.instances()))
         config = Config(protocols=protocols, instances=tuple(instances),
                         control_socket=self.control_socket(), data_plane=self.data_plane(),
-                        limits=self.daemon_limits(), plugins=self.plugins(),
+                        limits=self.daemon_limits(), plugins=self.plugins(), metrics=self.metrics(),
                         disabled=self.raw.disabled is not None, source=self.raw.file)
         if self.problems:
             raise ConfigError(_sorted_unique(self.problems))

@@ -20,7 +20,7 @@ from mcproxy_pmip.config.syntax import (Loc, Located, RawConfig, RawFilter, RawI
                                         RawRuleMatching, RawTable, RawTableRef)
 
 _TOP_KEYS = ("protocols", "control", "plugins", "tables", "instances", "disabled", "data_plane",
-             "limits")
+             "limits", "metrics")
 _INSTANCE_KEYS = ("name", "table", "upstreams", "downstreams", "upstream_selection",
                   "upstream_forwarding", "mutex_interval", "timers", "limits", "querier",
                   "filters")
@@ -126,6 +126,12 @@ class _Reader:
                 self.raw.control_socket = self.string(control["socket"], "a socket path")
         if "data_plane" in entries:
             self.raw.data_plane = self.string(entries["data_plane"], "a data plane name")
+        if "metrics" in entries:
+            metrics = self.mapping(entries["metrics"], ("listen", "forwarding"), "metrics")
+            if "listen" in metrics:
+                self.raw.metrics_listen = self.string(metrics["listen"], "an ADDR:PORT to listen on")
+            if "forwarding" in metrics:
+                self.raw.metrics_forwarding = self.scalar(metrics["forwarding"], "true or false")
         if "limits" in entries:
             self.raw.limits.update(self.free_mapping(entries["limits"], "limits",
                                                      lambda n: Located(self.python(n), self.loc(n))))

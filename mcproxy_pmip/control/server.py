@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import stat
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -128,8 +129,10 @@ class ControlProtocol(StreamProtocol):
     delimiter = b"\n"
     MAX_LENGTH = p.MAX_LINE_LENGTH
 
-    def __init__(self, commands: Mapping[str, CommandHandler]) -> None:
+    def __init__(self, commands: Mapping[str, CommandHandler], requests: Counter | None = None) -> None:
         self._commands = commands
+        #: requests answered, by (command, "ok" | error code); unknown commands count as "-"
+        self.requests: Counter[tuple[str, str]] = Counter() if requests is None else requests
         self._buffer = b""
         self._skipping = False
 
@@ -166,17 +169,24 @@ class ControlProtocol(StreamProtocol):
             return
         handler = self._commands.get(request.cmd)
         if handler is None:
+            self.requests[("-", p.UNKNOWN_COMMAND)] += 1
             names = ", ".join(sorted(self._commands))
             self._send(p.encode_error(request.request_id, p.UNKNOWN_COMMAND,
                                       f"unknown command {request.cmd!r}; commands: {names}"))
             return
         d = defer.maybeDeferred(handler, Arguments(request.arguments))
-        d.addCallback(lambda result: p.encode_result(request.request_id, result))
+        d.addCallback(self._result_reply, request)
         d.addErrback(self._failure_reply, request)
         d.addCallback(self._send)
 
+    def _result_reply(self, result: Any, request: p.Request) -> bytes:
+        self.requests[(request.cmd, "ok")] += 1
+        return p.encode_result(request.request_id, result)
+
     def _failure_reply(self, failure: Failure, request: p.Request) -> bytes:
         exc = failure.value
+        self.requests[(request.cmd, exc.code if isinstance(exc, CommandError) else
+                       _error_code(exc) if isinstance(exc, McproxyError) else p.INTERNAL_ERROR)] += 1
         if isinstance(exc, CommandError):
             log.debug("control-refused cmd=%s code=%s message=%s", request.cmd, exc.code, exc.message)
             return p.encode_error(request.request_id, exc.code, exc.message)
@@ -205,13 +215,15 @@ class ControlFactory(Factory):
     def __init__(self, commands: Mapping[str, CommandHandler]) -> None:
         self.commands = dict(commands)
         self.commands.setdefault("commands", self._list_commands)
+        #: every connection's answered requests (``ControlProtocol.requests``)
+        self.requests: Counter[tuple[str, str]] = Counter()
 
     def _list_commands(self, args: Arguments) -> list[str]:
         args.finish()
         return sorted(self.commands)
 
     def buildProtocol(self, addr: Any) -> ControlProtocol:
-        proto = ControlProtocol(self.commands)
+        proto = ControlProtocol(self.commands, self.requests)
         proto.factory = self
         return proto
 

@@ -75,6 +75,10 @@ class ControlSocket(service.Service):
         self._server.startService()
         super().startService()
 
+    def requests(self):
+        """The server's request counts by (command, result); None before start."""
+        return None if self._server is None else self._server.factory.requests
+
     def stopService(self):
         super().stopService()
         return self._server.stopService()

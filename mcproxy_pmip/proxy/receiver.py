@@ -35,7 +35,9 @@ sees anything (the link's instance ``Limits``, looked up by ``limits_for``):
   socket is readable.
 
 Every drop is counted in ``drops`` by family and reason and logged at debug
-level; nothing reaches the engine from a dropped packet.
+level; nothing reaches the engine from a dropped packet. Delivered messages
+are counted in ``received`` by family and kind and in ``per_link`` by link,
+kind and version.
 """
 
 from __future__ import annotations
@@ -193,6 +195,8 @@ class Receiver:
         self._abuse = RateLimitedLog(log, clock, summary="reports_rate_limited")
         self.received: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
+        #: valid messages delivered, by (ifindex, family, "report" | "query", version)
+        self.per_link: Counter[tuple[int, Family, str, int]] = Counter()
         self._lanes = {Family.IPV4: _Lane(Family.IPV4, igmp_socket, self._check_igmp),
                        Family.IPV6: _Lane(Family.IPV6, mld_socket, self._check_mld)}
 
@@ -263,7 +267,9 @@ class Receiver:
         self.received[f"{lane.prefix}_{type(inbound).__name__}"] += 1
         self._deliver(inbound)
         if isinstance(inbound, ReportReceived):
+            self.per_link[(inbound.ifindex, lane.family, "report", inbound.version)] += 1
             return 1 + len(inbound.records) + sum(len(r.sources) for r in inbound.records)
+        self.per_link[(inbound.ifindex, lane.family, "query", inbound.query.version)] += 1
         return 1 + len(inbound.query.sources)
 
     # -- checks ----------------------------------------------------------------------

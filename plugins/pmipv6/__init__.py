@@ -21,10 +21,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 
 from mcproxy_pmip.plugin import (
-    DOWNSTREAM_REMOVED, INSTANCE_REMOVED, PMIPV6_TIMERS, Arguments, CommandError, CommandHandler,
+    DOWNSTREAM_REMOVED, INSTANCE_REMOVED, MEMBERSHIP_CHANGED, PMIPV6_TIMERS, Arguments, CommandError, CommandHandler,
     ConfigError, ConfigProblem, ProxyFacade, Timers,
 )
 from mcproxy_pmip.wire import rfc7411
@@ -37,6 +38,7 @@ from mcproxy_pmip_plugins.pmipv6.peers import (
     PeerAddress, PeerClient, PeerServerFactory,
 )
 from mcproxy_pmip.ratelog import RateLimitedLog
+from mcproxy_pmip_plugins.pmipv6.tally import EVENT_KINDS, BindingTally
 from mcproxy_pmip_plugins.pmipv6.transfer import ContextChannel
 
 __all__ = ["Pmipv6Plugin", "Pmipv6Settings", "parse_settings"]
@@ -242,6 +244,7 @@ class Pmipv6Plugin:
         self._source: NetlinkBindingSource | None = None
         self._unsubscribe: list[Callable[[], None]] = []
         self._refusals: RateLimitedLog | None = None
+        self._tally: BindingTally | None = None
 
     @property
     def table(self) -> BindingTable | None:
@@ -257,14 +260,16 @@ class Pmipv6Plugin:
             table, facade.clock, self.client_type(facade.reactor, config.peers, config.request_timeout, credentials),
             ContextStore(facade.clock, config.hold_interval, config.store_bytes),
             ContextStore(facade.clock, config.hold_interval, config.store_bytes), refusals)
+        self._table, self._channel, self._tally = table, channel, BindingTally(facade.clock)
         if config.listen is not None:
-            self._port = self._listen(facade, config, channel, credentials, refusals)
-        self._table, self._channel, self._refusals = table, channel, refusals
+            self._port = self._listen(facade, config, channel, credentials, refusals, self._tally)
+        self._refusals = refusals
+        self._unsubscribe.append(facade.subscribe(MEMBERSHIP_CHANGED, self._tally.membership_changed))
         self._unsubscribe.append(facade.subscribe(INSTANCE_REMOVED, table.forget_instance))
         self._unsubscribe.append(facade.subscribe(DOWNSTREAM_REMOVED, table.forget_downstream))
         if config.event_source == "netlink":
             self._source = NetlinkBindingSource(facade.reactor, config.tunnel_for_access,
-                                                channel.handle, config.netns)
+                                                self._handle, config.netns)
             self._source.start()
         security = "mutual-tls" if credentials is not None else "plaintext" if config.peers else "-"
         log.info("pmipv6-started name=%s event_source=%s remove_empty_instance=%s listen=%s peers=%s "
@@ -276,9 +281,19 @@ class Pmipv6Plugin:
 
     @staticmethod
     def _listen(facade: ProxyFacade, config: Pmipv6Settings, channel: ContextChannel,
-                credentials: PeerCredentials | None, refusals: RateLimitedLog):
-        """The peer server on ``listen``, open to the configured peers only."""
-        factory = PeerServerFactory(config.peers, channel.push_received, channel.fetch_requested,
+                credentials: PeerCredentials | None, refusals: RateLimitedLog, tally: BindingTally):
+        """The peer server on ``listen``, open to the configured peers only (its answers counted)."""
+        def push_received(peer, mn_id, entries):
+            refused = channel.push_received(peer, mn_id, entries)
+            tally.transfer("accept-push", refused or "ok")
+            return refused
+
+        def fetch_requested(peer, mn_id):
+            found = channel.fetch_requested(peer, mn_id)
+            tally.transfer("serve-fetch", found if isinstance(found, str) else "ok")
+            return found
+
+        factory = PeerServerFactory(config.peers, push_received, fetch_requested,
                                     facade.clock, credentials, config.limits, refusals)
         try:
             return facade.reactor.listenTCP(config.listen.port, factory, interface=str(config.listen.host))
@@ -317,13 +332,44 @@ class Pmipv6Plugin:
         return self._channel
 
     def _binding(self, args: Arguments):
-        return self._running_channel().handle(parse_binding_event(args))
+        return self._handle(parse_binding_event(args))
+
+    def _handle(self, event):
+        """Hand a binding event to the channel; its result (or refusal) is counted for ``metrics``."""
+        channel, tally = self._running_channel(), self._tally
+        kind = EVENT_KINDS.get(type(event).__name__, "other")
+        started_at = tally.attach_started()
+        try:
+            result = channel.handle(event)
+        except CommandError:
+            tally.refused(kind)
+            raise
+        if isinstance(result, defer.Deferred):
+            return result.addCallback(tally.event_done, kind, started_at)
+        return tally.event_done(result, kind, started_at)
 
     def _handover_prepare(self, args: Arguments):
         mn_id = args.string("mn_id")
         target = args.string("target")
         args.finish()
-        return self._running_channel().prepare(mn_id, target)
+        pushing = self._running_channel().prepare(mn_id, target)
+        tally = self._tally
+
+        def failed(failure):
+            tally.transfer("push", failure.value.code if isinstance(failure.value, CommandError) else "error")
+            return failure
+
+        def pushed(result):
+            tally.transfer("push", "ok")
+            return result
+
+        return pushing.addCallbacks(pushed, failed)
+
+    def metrics(self) -> list:
+        """The plugin's ``PluginMetric``s (read at each Prometheus scrape; docs/metrics.md)."""
+        if self._tally is None or self._table is None:
+            return []
+        return self._tally.metrics(len(self._table.rows()))
 
     def _bindings(self, args: Arguments) -> list[dict[str, Any]]:
         args.finish()
