@@ -4,7 +4,8 @@ Flags: ``-f FILE`` (default ``mcproxy.conf``), ``-c`` kernel feature check,
 ``-s`` status print, ``-d`` / ``-v`` logging detail, ``-t`` check the config,
 ``-r`` reset rp_filter (restored on exit), ``-h``; ours: ``--control PATH``,
 ``--no-control``, ``--plugin NAME``, ``--seed N``, ``--require-router-alert``, ``--user NAME``,
-``--data-plane auto|mroute|nftables``.
+``--data-plane auto|mroute|nftables``, ``--log-format text|journal|json``,
+``--metrics ADDR:PORT`` (Prometheus endpoint).
 Exit status: 0 after a requested stop, 2 for a configuration error (before
 anything touches the kernel), 1 for a runtime failure. SIGTERM / SIGINT stop
 cleanly; SIGHUP reloads the configuration file. SIGHUP is caught from the
@@ -15,12 +16,13 @@ starts is held and delivered once the reactor runs, never fatal.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 
 from mcproxy_pmip import __version__, logsetup
 from mcproxy_pmip.config import load_config
-from mcproxy_pmip.config.model import DATA_PLANES
+from mcproxy_pmip.config.model import DATA_PLANES, MetricsConfig
 from mcproxy_pmip.control.protocol import DEFAULT_SOCKET_PATH
 from mcproxy_pmip.errors import ConfigError
 from mcproxy_pmip.plugin import PluginError, load_plugin
@@ -47,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-d", dest="debug", action="count", default=0, help="debug log to stderr")
     parser.add_argument("-v", dest="verbose", action="count", default=0,
                         help="more detail (repeatable; -vv includes the libraries' debug log)")
+    parser.add_argument("--log-format", choices=logsetup.LOG_FORMATS, default=None,
+                        help="log line format (default: journal when stderr is the systemd journal, "
+                             "else text)")
     parser.add_argument("-r", dest="reset_rp_filter", action="store_true",
                         help="set rp_filter 0 on the interfaces in use; restore on exit")
     parser.add_argument("--control", metavar="PATH",
@@ -62,8 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--user", metavar="NAME",
                         help="after start-up run as this user (keeping CAP_NET_ADMIN and CAP_NET_RAW)")
     parser.add_argument("--seed", type=int, help="seed of the report-delay random generator")
+    parser.add_argument("--metrics", metavar="ADDR:PORT", type=_metrics_address,
+                        help="serve Prometheus metrics on http://ADDR:PORT/metrics ([ADDR]:PORT for IPv6; "
+                             "default: the configuration's metrics.listen, else off)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
+
+
+def _metrics_address(text: str) -> MetricsConfig:
+    try:
+        return MetricsConfig.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def check_kernel() -> int:
@@ -84,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None, hangup: HangupLatch) -> int:
     args = build_parser().parse_args(argv)
-    logsetup.configure(args.debug + args.verbose)
+    logsetup.configure(args.debug + args.verbose, log_format=args.log_format)
     if args.check_kernel:
         return check_kernel()
     try:
@@ -107,12 +122,15 @@ def _main(argv: list[str] | None, hangup: HangupLatch) -> int:
     if config.disabled:
         print(f"{args.config}: the configuration says 'disable;' - not starting", file=sys.stderr)
         return EXIT_OK
+    metrics = args.metrics or config.metrics
+    if args.metrics and config.metrics:
+        metrics = dataclasses.replace(args.metrics, forwarding=config.metrics.forwarding)
     control = None if args.no_control else (args.control or config.control_socket or DEFAULT_SOCKET_PATH)
     from mcproxy_pmip.proxy.daemon import Daemon
     daemon = Daemon(config, args.config, plugins, control_path=control, status=args.status,
                     reset_rp_filter=args.reset_rp_filter, seed=args.seed,
                     require_router_alert=args.require_router_alert, data_plane=args.data_plane,
-                    user=args.user, hangup=hangup)
+                    user=args.user, hangup=hangup, metrics=metrics)
     return daemon.run()
 
 

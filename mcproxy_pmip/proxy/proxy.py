@@ -106,6 +106,8 @@ class Proxy(service.Service):
         self.readers.clear()
         if self.receiver is not None:
             self.receiver.close()
+        if self.sender is not None:
+            self.sender.close()
         for sock in self.sockets.values():
             sock.close()
         self.sockets.clear()

@@ -25,11 +25,13 @@ import errno
 import logging
 from collections import Counter, deque
 from collections.abc import Callable
+from types import SimpleNamespace
 
 from mcproxy_pmip.addresses import (ALL_ROUTERS_V4, ALL_ROUTERS_V6, Family, IPAddress)
 from mcproxy_pmip.errors import KernelError
 from mcproxy_pmip.kernel.interfaces import InterfaceInfo
 from mcproxy_pmip.membership.actions import SendQuery, SendReport
+from mcproxy_pmip.ratelog import RateLimitedLog
 from mcproxy_pmip.wire import igmp, mld
 from mcproxy_pmip.wire.records import GroupRecord, RecordType
 from mcproxy_pmip.wire.split import DEFAULT_MTU, split_query_sources, split_report_records
@@ -77,6 +79,11 @@ class Sender:
         self._call_later = call_later
         self.sent: Counter[str] = Counter()
         self.failures: Counter[str] = Counter()
+        #: failures: logged once a minute per link, family and kind, the rest counted (a flood must not fill the log)
+        self._failure_log = (RateLimitedLog(log, SimpleNamespace(callLater=call_later), summary="send_failures")
+                             if call_later is not None else None)
+        #: messages sent, by (interface, family, "query" | "report" | "leave", version)
+        self.per_link: Counter[tuple[str, Family, str, int]] = Counter()
         self._pacing: dict[tuple[str, Family], _Pacing] = {}
 
     def send_query(self, action: SendQuery) -> None:
@@ -95,7 +102,7 @@ class Sender:
                 message = igmp.build(igmp.IgmpQuery(**fields))
             else:
                 message = mld.build(mld.MldQuery(**fields))
-            self._send(info, action.family, destination, message, "query")
+            self._send(info, action.family, destination, message, "query", action.version)
 
     def send_report(self, action: SendReport) -> None:
         info = self._interface(action.interface)
@@ -108,7 +115,8 @@ class Sender:
                     message = igmp.build(igmp.IgmpV3Report(records=records))
                 else:
                     message = mld.build(mld.MldV2Report(records=records))
-                self._send(info, family, family.all_routers_report_group, message, "report")
+                self._send(info, family, family.all_routers_report_group, message, "report",
+                           family.newest_version)
             return
         if self._call_later is None:
             for record in action.records:
@@ -152,14 +160,15 @@ class Sender:
             if leave and version == 1:
                 return
             if leave:
-                self._send(info, family, ALL_ROUTERS_V4, igmp.build(igmp.IgmpV2Leave(record.group)), "leave")
+                self._send(info, family, ALL_ROUTERS_V4, igmp.build(igmp.IgmpV2Leave(record.group)),
+                           "leave", 2)
             else:
                 report = igmp.IgmpV1Report(record.group) if version == 1 else igmp.IgmpV2Report(record.group)
-                self._send(info, family, record.group, igmp.build(report), "report")
+                self._send(info, family, record.group, igmp.build(report), "report", version)
         elif leave:
-            self._send(info, family, ALL_ROUTERS_V6, mld.build(mld.MldDone(record.group)), "leave")
+            self._send(info, family, ALL_ROUTERS_V6, mld.build(mld.MldDone(record.group)), "leave", 1)
         else:
-            self._send(info, family, record.group, mld.build(mld.MldV1Report(record.group)), "report")
+            self._send(info, family, record.group, mld.build(mld.MldV1Report(record.group)), "report", 1)
 
     def _interface(self, name: str) -> InterfaceInfo | None:
         info = self._lookup(name)
@@ -169,7 +178,7 @@ class Sender:
         return info
 
     def _send(self, info: InterfaceInfo, family: Family, destination: IPAddress,
-              message: bytes, kind: str, attempt: int = 0) -> None:
+              message: bytes, kind: str, version: int, attempt: int = 0) -> None:
         source = info.primary_ipv4 if family is Family.IPV4 else info.ipv6_link_local
         counter = f"{family.protocol.lower()}_{kind}"
         try:
@@ -182,16 +191,28 @@ class Sender:
                 log.debug("send_retry interface=%s family=%s kind=%s attempt=%d error=%s",
                           info.name, family.name, kind, attempt + 1, exc)
                 self._call_later(RETRY_INTERVAL, self._retry, info.name, family, destination, message,
-                                 kind, attempt + 1)
+                                 kind, version, attempt + 1)
                 return
             self.failures[counter] += 1
-            log.warning("send_failed interface=%s family=%s kind=%s error=%s",
-                        info.name, family.name, kind, exc)
+            self._log_failure(f"{info.name}/{family.name}/{kind}", "send_failed interface=%s family=%s kind=%s "
+                              "error=%s", info.name, family.name, kind, exc)
             return
         self.sent[counter] += 1
+        self.per_link[(info.name, family, kind, version)] += 1
+
+    def _log_failure(self, reason: str, message: str, *args: object) -> None:
+        if self._failure_log is None:
+            log.warning(message, *args)
+        else:
+            self._failure_log.event(reason, message, *args)
+
+    def close(self) -> None:
+        """Cancel the pending failure summaries (the Proxy stops)."""
+        if self._failure_log is not None:
+            self._failure_log.close()
 
     def _retry(self, name: str, family: Family, destination: IPAddress, message: bytes, kind: str,
-               attempt: int) -> None:
+               version: int, attempt: int) -> None:
         info = self._interface(name)
         if info is not None:
-            self._send(info, family, destination, message, kind, attempt)
+            self._send(info, family, destination, message, kind, version, attempt)

@@ -147,7 +147,8 @@ class ContextChannel:
         except CommandError as exc:
             if exc.code not in ("bad-argument", "bad-context"):
                 raise
-            log.warning("context-refused mn=%s origin=pushed error=%s", event.mn_id, exc.message)
+            self._refusals.event(f"pushed-{exc.code}", "context-refused mn=%s origin=pushed error=%s",
+                                 event.mn_id, exc.message)
             return _unavailable(self._table.handle(event), exc.code)
         log.info("context-used mn=%s origin=pushed peer=%s records=%d", event.mn_id, event.previous_mag,
                  result["context_records"])
@@ -162,7 +163,8 @@ class ContextChannel:
         try:
             records = self._table.import_context(event.mn_id, entries)
         except CommandError as exc:
-            log.warning("context-refused mn=%s origin=%s error=%s", event.mn_id, event.previous_mag, exc)
+            self._refusals.event(f"fetched-{exc.code}", "context-refused mn=%s origin=%s error=%s",
+                                 event.mn_id, event.previous_mag, exc)
             return _unavailable(result, exc.code)
         log.info("context-used mn=%s origin=fetched peer=%s records=%d", event.mn_id,
                  event.previous_mag, records)
@@ -171,8 +173,8 @@ class ContextChannel:
 
     def _fetch_failed(self, failure, event: MobileNodeAttached, result: dict[str, Any]) -> dict[str, Any]:
         failure.trap(PeerError)
-        log.warning("context-fetch-failed mn=%s peer=%s error=%s", event.mn_id, event.previous_mag,
-                    failure.value)
+        self._refusals.event(f"fetch-failed-{failure.value.code}", "context-fetch-failed mn=%s peer=%s error=%s",
+                             event.mn_id, event.previous_mag, failure.value)
         return _unavailable(result, PEER_ERROR_CODES.get(failure.value.code, failure.value.code))
 
     # -- the peer side (``peer`` is authenticated)

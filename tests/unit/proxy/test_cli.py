@@ -26,7 +26,7 @@ class NeverBuilt:
 @pytest.fixture(autouse=True)
 def no_daemon(monkeypatch: pytest.MonkeyPatch) -> None:
     """No logging set-up (it replaces global handlers) and no daemon."""
-    monkeypatch.setattr(cli.logsetup, "configure", lambda debug: None)
+    monkeypatch.setattr(cli.logsetup, "configure", lambda debug, **kwargs: None)
     monkeypatch.setattr("mcproxy_pmip.proxy.daemon.Daemon", NeverBuilt)
 
 

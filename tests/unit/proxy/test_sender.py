@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import logging
 
 import pytest
 from twisted.internet.task import Clock
@@ -13,6 +14,7 @@ from mcproxy_pmip.errors import KernelError
 from mcproxy_pmip.kernel.interfaces import InterfaceInfo
 from mcproxy_pmip.membership.actions import SendQuery, SendReport
 from mcproxy_pmip.proxy.sender import MAX_RETRIES, RETRY_INTERVAL, Sender
+from mcproxy_pmip.ratelog import LOG_INTERVAL
 from mcproxy_pmip.wire.records import GroupRecord, RecordType
 
 G4 = ipaddress.IPv4Address("239.1.1.1")
@@ -143,11 +145,27 @@ def test_retries_give_up_and_other_errors_are_not_retried() -> None:
     sender.send_query(query(Family.IPV6, 2))
     clock.pump([RETRY_INTERVAL] * (MAX_RETRIES + 5))
     assert v6.sent == [] and sender.failures["mld_query"] == 1
+    sender.close()
     assert clock.getDelayedCalls() == []
     unreachable = FlakySocket(1, errno.ENETUNREACH)
     sender = Sender(RecordingSocket(), unreachable, lambda name: INFO, clock.callLater)
     sender.send_query(query(Family.IPV6, 2))
+    sender.close()
     assert sender.failures["mld_query"] == 1 and clock.getDelayedCalls() == []
+
+
+def test_repeated_send_failures_are_logged_once_a_minute_with_a_count(caplog) -> None:
+    clock = Clock()
+    unreachable = FlakySocket(100, errno.ENETUNREACH)
+    sender = Sender(RecordingSocket(), unreachable, lambda name: INFO, clock.callLater)
+    with caplog.at_level(logging.WARNING, logger="mcproxy_pmip.proxy.sender"):
+        for _ in range(50):
+            sender.send_query(query(Family.IPV6, 2))
+        clock.advance(LOG_INTERVAL)
+    assert sender.failures["mld_query"] == 50
+    assert caplog.text.count("send_failed ") == 1
+    assert "send_failures_suppressed reason=d1/IPV6/query suppressed=49" in caplog.text
+    sender.close()
 
 
 def test_mld_waits_for_a_link_local_address_instead_of_sending_without_one() -> None:
