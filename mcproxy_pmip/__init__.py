@@ -6,4 +6,4 @@ Layers, imported one way only (checked by tests/unit/test_layers.py):
 on one Twisted reactor.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"

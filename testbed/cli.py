@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mcproxy_pmip import __version__
 from mcproxy_pmip.config.model import DATA_PLANES
 from mcproxy_pmip.errors import ConfigError
 from mcproxy_pmip_testbed import nsutil
@@ -88,19 +89,24 @@ def cmd_clean(_args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mcproxy-pmip-testbed", description=__doc__.split("\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser = argparse.ArgumentParser(prog="mcproxy-pmip-testbed",
+                                     description=__doc__.split("\n")[0].partition(": ")[2])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level (default: warnings only)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a handover scenario")
-    run.add_argument("--scenario", type=Path)
-    run.add_argument("--mode", choices=MODES)
+    run.add_argument("--scenario", type=Path, help="scenario YAML file (default: the embedded one)")
+    run.add_argument("--mode", choices=MODES,
+                     help="handover mode (default: the scenario's, else the best the daemon offers)")
     run.add_argument("--context-transfer", choices=CONTEXT_TRANSFERS,
                      help="context mode: how the context moves (default: the scenario's, else control)")
     run.add_argument("--data-plane", choices=DATA_PLANES,
                      help="data plane of every mcproxy-pmip daemon (default: the scenario's, else "
                           "auto); igmpproxy runs on mroute only")
-    run.add_argument("--out", type=Path)
-    run.add_argument("--daemon", choices=sorted(SPECS), default="mcproxy-pmip")
+    run.add_argument("--out", type=Path,
+                     help="results folder, must be empty (default: results/DATE-TIME)")
+    run.add_argument("--daemon", choices=sorted(SPECS), default="mcproxy-pmip",
+                     help="the proxy the MAGs run (default: %(default)s)")
     run.set_defaults(handler=cmd_run)
     clean = sub.add_parser("clean", help="remove namespaces and processes of killed runs")
     clean.set_defaults(handler=cmd_clean)

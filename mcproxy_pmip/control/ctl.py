@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mcproxy_pmip import __version__
 from mcproxy_pmip.control.client import ControlClient, ControlError
 from mcproxy_pmip.control.protocol import DEFAULT_SOCKET_PATH
 
@@ -47,24 +48,47 @@ class CommandSpec:
     ``positional``: argument names taken from bare tokens, in order.
     ``types``: converters by argument name (default: the string as is).
     ``repeated``: arguments given as lists (each occurrence of the option adds one).
+    ``options``: argument names the command takes as ``--name VALUE`` (for help and completion).
+    ``values``: the known values of a positional argument (for completion).
+    ``summary``: one line saying what the command does (for the man page).
     """
 
     positional: tuple[str, ...] = ()
     types: dict[str, Callable[[str], Any]] = field(default_factory=dict)
     repeated: frozenset[str] = frozenset()
+    options: tuple[str, ...] = ()
+    values: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    summary: str = ""
 
 
-_ON_INTERFACE = CommandSpec(positional=("instance", "interface"))
+def _on_interface(summary: str) -> CommandSpec:
+    return CommandSpec(positional=("instance", "interface"), summary=summary)
+
 
 COMMAND_SPECS: dict[str, CommandSpec] = {
-    "add-downstream": _ON_INTERFACE,
-    "del-downstream": _ON_INTERFACE,
-    "add-upstream": _ON_INTERFACE,
-    "del-upstream": _ON_INTERFACE,
+    "commands": CommandSpec(summary="the command names the daemon answers"),
+    "status": CommandSpec(summary="daemon summary: pid, uptime, instances, plugins, counters"),
+    "version": CommandSpec(summary="program and protocol versions"),
+    "instances": CommandSpec(summary="one row per instance: upstreams, downstreams, table"),
+    "routes": CommandSpec(summary="one row per forwarding entry: source, group, iif, oifs, packets"),
+    "groups": CommandSpec(options=("instance", "interface"),
+                          summary="one row per (instance, interface, group), optionally filtered"),
+    "add-downstream": _on_interface("add a downstream interface to an instance"),
+    "del-downstream": _on_interface("remove a downstream interface from an instance"),
+    "add-upstream": _on_interface("add an upstream interface to an instance"),
+    "del-upstream": _on_interface("remove an upstream interface from an instance"),
     "binding": CommandSpec(positional=("event",),
                            types={"lifetime": _integer, "context": _json_value},
-                           repeated=frozenset({"hnp"})),
-    "context-export": CommandSpec(positional=("mn_id",)),
+                           repeated=frozenset({"hnp"}),
+                           options=("mn_id", "access_if", "tunnel_if", "lma", "hnp", "lifetime",
+                                    "context", "previous_mag", "next_mag"),
+                           values={"event": ("attach", "refresh", "detach")},
+                           summary="pmipv6: a mobile node's binding attached, refreshed or detached"),
+    "bindings": CommandSpec(summary="pmipv6: one row per binding"),
+    "context-export": CommandSpec(positional=("mn_id",),
+                                  summary="pmipv6: a mobile node's multicast context (RFC 7411)"),
+    "handover-prepare": CommandSpec(options=("mn_id", "target"),
+                                    summary="pmipv6: push a mobile node's context to the next MAG"),
 }
 
 
@@ -156,7 +180,7 @@ def format_result(result: Any, indent: str = "") -> str:
     return "\n".join(lines)
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mcproxy-pmip-ctl",
         description="Send one command to a running mcproxy-pmip daemon.",
@@ -166,13 +190,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--socket", default=DEFAULT_SOCKET_PATH, help="control socket path")
     parser.add_argument("--json", action="store_true", help="print the raw JSON result")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the reply")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("cmd", help="command name (see 'commands')")
     parser.add_argument("tokens", nargs=argparse.REMAINDER, help="positional arguments and --name VALUE options")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options = _parser().parse_args(argv)
+    options = build_parser().parse_args(argv)
     try:
         arguments = build_arguments(options.cmd, options.tokens)
     except UsageError as exc:
