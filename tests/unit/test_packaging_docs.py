@@ -145,4 +145,7 @@ def test_every_package_directory_is_packaged() -> None:
         for init in folder.rglob("__init__.py"):
             relative = init.parent.relative_to(folder).parts
             found.add(".".join((name, *relative)))
-    assert found == set(setuptools["packages"])
+    packages = set(setuptools["packages"])
+    assert found <= packages, f"not packaged: {sorted(found - packages)}"
+    data_only = packages - found
+    assert data_only <= set(setuptools["package-data"]), f"packages without code or data: {sorted(data_only)}"
