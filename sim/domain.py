@@ -1,0 +1,487 @@
+"""The simulated PMIPv6 domain: LMAs, MAGs and MNs around the daemon's engine objects.
+
+Every protocol decision is made by the daemon's own code: each MAG's proxy
+instances are ``InstanceCore`` objects (one per LMA tunnel, RFC 6224 §4)
+managed by the pmipv6 plugin's ``BindingTable`` through ``SimFacade``
+(plugin, context and predictive modes) or configured statically (static
+mode); each LMA is an ``InstanceCore`` with one downstream per MAG tunnel;
+each MN's host stack is an ``UpstreamHost`` (RFC 3376 §5 host behaviour:
+unsolicited report and robustness-1 retransmissions, answers after a random
+delay in Max Resp). The simulator only carries messages with a delay and a
+loss probability, runs the radio (link breaks and L2 outages) and the clock,
+and measures when each MN's groups reach its link again (docs/simulation.md).
+"""
+
+from __future__ import annotations
+
+import bisect
+import gc
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import replace
+from ipaddress import IPv4Address
+from typing import Any
+
+from mcproxy_pmip.addresses import Family
+from mcproxy_pmip.membership.actions import Action, ForwardingChanged, SendQuery, SendReport
+from mcproxy_pmip.membership.filters import AllowAll
+from mcproxy_pmip.membership.host import UpstreamHost
+from mcproxy_pmip.membership.instance import InstanceCore
+from mcproxy_pmip.membership.query import Query
+from mcproxy_pmip.membership.timers import HostOptions, RouterOptions, Timers
+from mcproxy_pmip.wire import rfc7411
+from mcproxy_pmip.wire.records import FilterMode, RecordType
+from mcproxy_pmip_plugins.pmipv6.bindings import (BindingTable, ContextEntry, MobileNodeAttached,
+                                                  MobileNodeDetached)
+from mcproxy_pmip_sim.facade import SimFacade
+from mcproxy_pmip_sim.mobility import plan_moves
+from mcproxy_pmip_sim.parts import (FIRST_GROUP, GROUPS, SOURCE, Row, Timed, group_address,
+                                    zipf_weights)
+from mcproxy_pmip_sim.scenario import MODES, Scenario
+
+_JOINING = (RecordType.CHANGE_TO_EXCLUDE, RecordType.ALLOW_NEW_SOURCES)
+_NO_SOURCES: frozenset = frozenset()
+
+Progress = Callable[[float, float, int], None]
+#: allocations between young-generation collections during a run: a run allocates millions
+#: of long-lived objects (rows, engine records), which the default (700) rescans often
+GC_THRESHOLD = 200_000
+
+
+class Mn:
+    __slots__ = ("index", "name", "lma", "mag", "link_up", "host", "timed", "groups", "address",
+                 "receiving", "flow_end_at", "open_rows", "settled_at")
+
+    def __init__(self, index: int, lma: int, mag: int, host: UpstreamHost,
+                 groups: list[int]) -> None:
+        self.index = index
+        self.name = f"mn{index + 1}"
+        self.lma = lma
+        self.mag = mag
+        self.link_up = False
+        self.host = host
+        self.timed: Timed | None = None
+        self.groups = groups
+        self.address = IPv4Address(int(IPv4Address("100.64.0.0")) + index + 2)
+        self.receiving: set[int] = set()
+        self.flow_end_at: dict[int, float] = {}
+        #: group -> the open result row of the last handover (None: initial attach)
+        self.open_rows: dict[int, Row | None] = {}
+        self.settled_at = 0.0
+
+
+class Mag:
+    """One MAG: its facade (the proxy instances), the binding table, its counters."""
+
+    def __init__(self, sim: Simulator, index: int) -> None:
+        self.sim = sim
+        self.index = index
+        self.name = f"mag{index + 1}"
+        self.facade = SimFacade(self)
+        self.host_options = sim.host_options
+        self.table: BindingTable | None = None
+        self.timed: dict[int, Timed] = {}
+        self.reports_sent = 0
+        #: (lma, group) -> times of joining reports sent on that tunnel
+        self.join_times: dict[tuple[int, int], list[float]] = {}
+        #: group -> MNs attached here waiting for it
+        self.pending: dict[int, set[int]] = {}
+
+    @property
+    def now(self) -> float:
+        return self.sim.now
+
+    def rng_for(self, name: str) -> random.Random:
+        return random.Random(f"{self.sim.seed}:{self.name}:{name}")
+
+    def link_address(self, interface: str) -> IPv4Address:
+        return IPv4Address("100.64.0.1")
+
+    def follow(self, core: InstanceCore, actions: list[Action]) -> None:
+        timed = self.timed.get(id(core))
+        if timed is None or timed.obj is not core:
+            timed = self.timed[id(core)] = Timed(
+                core, lambda acts, core=core: self.sim.mag_actions(self, core, acts),
+                lambda core=core: self.facade.cores.get(core.name) is core)
+        self.sim.mag_actions(self, core, actions)
+        self.sim.rearm(timed)
+
+
+class Lma:
+    def __init__(self, sim: Simulator, index: int, timers: Timers) -> None:
+        self.index = index
+        self.name = f"lma{index + 1}"
+        self.core = InstanceCore(self.name, ["src"], AllowAll(), RouterOptions(timers=timers),
+                                 sim.host_options, random.Random(f"{sim.seed}:{self.name}"))
+        self.timed = Timed(self.core, lambda acts: sim.lma_actions(self, acts))
+        self.reports_received = 0
+        #: (mag, group) -> since when the LMA forwards the group into that MAG's tunnel
+        self.on_since: dict[tuple[int, int], float] = {}
+        #: group -> the MAGs whose tunnel the LMA forwards it into
+        self.forwarding: dict[int, set[int]] = {}
+
+
+class Simulator:
+    """One run of one mode. ``run()`` returns the result rows and the counters."""
+
+    def __init__(self, scenario: Scenario, mode: str, seed: int,
+                 progress: Progress | None = None) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        self.scenario, self.mode, self.seed = scenario, mode, seed
+        self.progress = progress
+        self.now = 0.0
+        self.events = 0
+        self._queue: list[tuple[float, int, Callable[..., None], tuple]] = []
+        self._seq = 0
+        self.delays = scenario.delays
+        self.net_rng = random.Random(f"{seed}:net")
+        self.host_options = HostOptions(scenario.robustness, scenario.unsolicited_report_interval)
+        self.timers = Timers(robustness=scenario.robustness, query_interval=scenario.query_interval,
+                             query_response_interval=scenario.query_response_interval,
+                             unsolicited_report_interval=scenario.unsolicited_report_interval)
+        self.plugin_timers = replace(self.timers, startup_query_interval=1.0)
+        self.lmas = [Lma(self, k, self.timers) for k in range(scenario.lmas)]
+        self.mags = [Mag(self, m) for m in range(scenario.mags)]
+        self.row_objects: list[Row] = []
+        self._handovers = 0
+        self._detaches: dict[int, list[float]] = {}
+        self.group_rng = random.Random(f"{seed}:groups")
+        starts, self.moves = plan_moves(scenario, random.Random(f"{seed}:mobility"))
+        weights = zipf_weights(scenario.groups, scenario.zipf_exponent)
+        self.mns: list[Mn] = []
+        for i in range(scenario.mns):
+            groups: list[int] = []
+            while len(groups) < scenario.groups_per_mn:
+                g = self.group_rng.choices(range(scenario.groups), weights)[0]
+                if g not in groups:
+                    groups.append(g)
+            host = UpstreamHost("wlan0", Family.IPV4, self.host_options,
+                                random.Random(f"{seed}:mn{i}"))
+            self.mns.append(Mn(i, i % scenario.lmas, starts[i], host, groups))
+        self.outage_rng = random.Random(f"{seed}:outage")
+
+    # -- the event queue -----------------------------------------------------------
+
+    def at(self, when: float, fn: Callable[..., None], *args: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (when, self._seq, fn, args))
+
+    def rearm(self, timed: Timed) -> None:
+        due = timed.obj.get_timer()
+        if due != timed.armed_at:
+            timed.armed_at = due
+            if due is not None:
+                self.at(max(due, self.now), self._fire, timed, due)
+
+    def _fire(self, timed: Timed, due: float) -> None:
+        if timed.armed_at != due or not timed.alive():
+            return
+        timed.armed_at = None
+        timed.deliver(timed.obj.handle_timer(self.now))
+        self.rearm(timed)
+
+    def _lost(self, probability: float) -> bool:
+        return probability > 0 and self.net_rng.random() < probability
+
+    # -- the run ---------------------------------------------------------------------
+
+    def run(self) -> Simulator:
+        duration = self.scenario.duration_interval
+        for lma in self.lmas:
+            for mag in self.mags:
+                lma.timed.deliver(lma.core.add_downstream(0.0, f"t{mag.index}", Family.IPV4,
+                                                          IPv4Address("10.0.0.1")))
+            self.rearm(lma.timed)
+        for mag in self.mags:
+            if self.mode == "static":
+                for k in range(len(self.lmas)):
+                    mag.facade.find_or_create_instance(f"tun{k}", self.timers)
+            else:
+                mag.table = BindingTable(mag.facade, self.plugin_timers, True, rfc7411)
+        for mn in self.mns:
+            mn.timed = Timed(mn.host, lambda acts, mn=mn: self.mn_actions(mn, acts))
+            self._link_up(mn)
+            start_at = self.group_rng.uniform(0.0, 1.0)
+            self.at(start_at, self._join_groups, mn)
+        self._next_move(0)
+        next_report = duration / 100
+        thresholds = gc.get_threshold()
+        gc.set_threshold(GC_THRESHOLD, *thresholds[1:])
+        try:
+            while self._queue and self._queue[0][0] <= duration:
+                when, _, fn, args = heapq.heappop(self._queue)
+                self.now = when
+                self.events += 1
+                fn(*args)
+                if self.progress is not None and when >= next_report:
+                    self.progress(when, duration, self.events)
+                    next_report = when + duration / 100
+        finally:
+            gc.set_threshold(*thresholds)
+        self.now = duration
+        self._finish()
+        return self
+
+    def _join_groups(self, mn: Mn) -> None:
+        actions: list[Action] = []
+        for g in mn.groups:
+            mn.open_rows[g] = None
+            self.mags[mn.mag].pending.setdefault(g, set()).add(mn.index)
+            actions.extend(mn.host.set_membership(self.now, group_address(g), FilterMode.EXCLUDE,
+                                                  _NO_SOURCES))
+        self.mn_actions(mn, actions)
+        self.rearm(mn.timed)
+
+    # -- mobility --------------------------------------------------------------------
+
+    def _next_move(self, index: int) -> None:
+        """Queue move ``index`` a prepare lead ahead (moves are queued one at a time, so
+        the queue holds the next move only, not the whole run's)."""
+        if index < len(self.moves) and self.moves[index].at < self.scenario.duration_interval:
+            move = self.moves[index]
+            self.at(max(move.at - self.scenario.prepare_lead_interval, self.now), self._move,
+                    index)
+
+    def _move(self, index: int) -> None:
+        move = self.moves[index]
+        self._next_move(index + 1)
+        mn = self.mns[move.mn]
+        if move.at < mn.settled_at:
+            return
+        s = self.scenario
+        outage = self.outage_rng.uniform(s.l2_outage_min_interval, s.l2_outage_max_interval)
+        mn.settled_at = move.at + outage + self.delays.signalling_interval
+        if self.mode == "predictive":
+            self._prepare(mn, move.cell)
+        self.at(move.at, self._detach, mn, move.cell, outage)
+
+    def _export(self, mn: Mn) -> tuple[ContextEntry, ...]:
+        table = self.mags[mn.mag].table
+        if table is None or mn.name not in table:
+            return ()
+        exported = table.export_context(mn.name)["context"]
+        return tuple(ContextEntry(Family.IPV4, e["code"], bytes.fromhex(e["payload"]))
+                     for e in exported)
+
+    def _binding_attach(self, mn: Mn, mag: int, context: tuple[ContextEntry, ...]) -> None:
+        table = self.mags[mag].table
+        if table is not None and mn.name not in table:
+            table.handle(MobileNodeAttached(mn.name, f"a{mn.index}", f"tun{mn.lma}",
+                                            context=context))
+            self._check_mn(mn)
+
+    def _binding_detach(self, mag: int, mn: Mn) -> None:
+        table = self.mags[mag].table
+        if table is not None and mn.name in table:
+            table.handle(MobileNodeDetached(mn.name))
+
+    def _prepare(self, mn: Mn, cell: int) -> None:
+        self._binding_attach(mn, cell, self._export(mn))
+
+    def _detach(self, mn: Mn, cell: int, outage: float) -> None:
+        old = mn.mag
+        context = self._export(mn) if self.mode == "context" else ()
+        mn.link_up = False
+        self._detaches.setdefault(mn.index, []).append(self.now)
+        for g in mn.groups:
+            if g in mn.receiving:
+                mn.receiving.discard(g)
+                mn.flow_end_at[g] = self.now
+            self.mags[old].pending.get(g, set()).discard(mn.index)
+            row = self._row(mn, g, self.mags[old].name, self.mags[cell].name, outage)
+            mn.open_rows[g] = row
+            self.row_objects.append(row)
+        self._handovers += 1
+        if self.mode != "static":
+            self.at(self.now + self.delays.signalling_interval, self._binding_detach, old, mn)
+        mn.mag = cell
+        self.at(self.now + outage, self._attach, mn, context)
+
+    def _attach(self, mn: Mn, context: tuple[ContextEntry, ...]) -> None:
+        self._link_up(mn)
+        if self.mode in ("plugin", "context"):
+            self.at(self.now + self.delays.signalling_interval, self._binding_attach, mn, mn.mag,
+                    context)
+
+    def _link_up(self, mn: Mn) -> None:
+        mn.link_up = True
+        mag = self.mags[mn.mag]
+        for g in mn.groups:
+            if g in mn.open_rows:
+                mag.pending.setdefault(g, set()).add(mn.index)
+        if self.mode == "static":
+            core = mag.facade.cores[f"tun{mn.lma}"]
+            link = f"a{mn.index}"
+            try:
+                core.router(link, Family.IPV4)
+            except KeyError:
+                mag.follow(core, core.add_downstream(self.now, link, Family.IPV4,
+                                                     mag.link_address(link)))
+            else:
+                mag.follow(core, core.restart_downstream(self.now, link, Family.IPV4))
+        elif self.now == 0.0:
+            self._binding_attach(mn, mn.mag, ())
+        self._check_mn(mn)
+
+    # -- message delivery --------------------------------------------------------------
+
+    def mag_actions(self, mag: Mag, core: InstanceCore, actions: list[Action]) -> None:
+        d = self.delays
+        for action in actions:
+            if isinstance(action, SendQuery):
+                mn = self.mns[int(action.interface[1:])]
+                if mn.link_up and mn.mag == mag.index and not self._lost(d.access_loss):
+                    query = Query(action.version, mag.link_address(action.interface),
+                                  action.max_resp_interval, action.group, action.sources,
+                                  action.suppress_router_processing, action.robustness,
+                                  action.query_interval)
+                    self.at(self.now + d.access_interval, self._query_to_mn, mn, mag.index, query)
+            elif isinstance(action, SendReport):
+                lma = self.lmas[int(action.interface[3:])]
+                mag.reports_sent += 1
+                for record in action.records:
+                    if record.record_type in _JOINING:
+                        mag.join_times.setdefault((lma.index, int(record.group) - FIRST_GROUP),
+                                                  []).append(self.now)
+                if not self._lost(d.tunnel_loss):
+                    self.at(self.now + d.tunnel_interval + d.lma_processing_interval,
+                            self._report_to_lma, lma, mag.index, action)
+            elif isinstance(action, ForwardingChanged):
+                g = int(action.group) - FIRST_GROUP
+                for i in list(mag.pending.get(g, ())):
+                    self._check(self.mns[i], g)
+
+    def lma_actions(self, lma: Lma, actions: list[Action]) -> None:
+        d = self.delays
+        for action in actions:
+            if isinstance(action, SendQuery) and action.interface != "src":
+                if not self._lost(d.tunnel_loss):
+                    self.at(self.now + d.tunnel_interval, self._query_to_mag,
+                            int(action.interface[1:]), lma.index, action)
+            elif isinstance(action, ForwardingChanged):
+                self._lma_forwarding(lma, int(action.group) - FIRST_GROUP)
+
+    def _lma_forwarding(self, lma: Lma, g: int) -> None:
+        """Follow which MAG tunnels the LMA forwards ``g`` into: its downstreams with a
+        membership of the group (the MAGs never query, so the LMA is querier on every
+        tunnel; the MAGs report EXCLUDE {} for the any-source groups modelled here)."""
+        group = GROUPS[g] if g < len(GROUPS) else group_address(g)
+        now_on = {int(name[1:]) for name in lma.core.subscribers(Family.IPV4, group)}
+        was_on = lma.forwarding.get(g, set())
+        for m in was_on - now_on:
+            del lma.on_since[(m, g)]
+        for m in sorted(now_on - was_on):
+            lma.on_since[(m, g)] = self.now
+            for i in list(self.mags[m].pending.get(g, ())):
+                self._check(self.mns[i], g)
+        lma.forwarding[g] = now_on
+
+    def mn_actions(self, mn: Mn, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, SendReport) and mn.link_up \
+                    and not self._lost(self.delays.access_loss):
+                self.at(self.now + self.delays.access_interval, self._report_to_mag, mn, mn.mag,
+                        action)
+
+    def _query_to_mn(self, mn: Mn, mag: int, query: Query) -> None:
+        if mn.link_up and mn.mag == mag:
+            self.mn_actions(mn, mn.host.handle_query(self.now, query))
+            self.rearm(mn.timed)
+
+    def _report_to_mag(self, mn: Mn, mag_index: int, report: SendReport) -> None:
+        mag = self.mags[mag_index]
+        core = mag.facade.cores.get(f"tun{mn.lma}")
+        if not mn.link_up or mn.mag != mag_index or core is None:
+            return
+        mag.follow(core, core.handle_report(self.now, f"a{mn.index}", Family.IPV4,
+                                            report.version, report.records, mn.address))
+
+    def _report_to_lma(self, lma: Lma, mag: int, report: SendReport) -> None:
+        lma.reports_received += 1
+        lma.timed.deliver(lma.core.handle_report(self.now, f"t{mag}", Family.IPV4, report.version,
+                                                 report.records, IPv4Address(0x0B000000 + mag)))
+        self.rearm(lma.timed)
+
+    def _query_to_mag(self, mag_index: int, lma: int, action: SendQuery) -> None:
+        mag = self.mags[mag_index]
+        core = mag.facade.cores.get(f"tun{lma}")
+        if core is None:
+            return
+        query = Query(action.version, IPv4Address("10.0.0.1"), action.max_resp_interval,
+                      action.group, action.sources, action.suppress_router_processing,
+                      action.robustness, action.query_interval)
+        mag.follow(core, core.handle_query(self.now, f"tun{lma}", Family.IPV4, query))
+
+    # -- data path and measurement -------------------------------------------------------
+
+    def _check_mn(self, mn: Mn) -> None:
+        for g in list(mn.open_rows):
+            self._check(mn, g)
+
+    def _check(self, mn: Mn, g: int) -> None:
+        """Whether group ``g`` reaches the MN's link now; if so close its open row."""
+        if not mn.link_up or g not in mn.open_rows:
+            return
+        mag = self.mags[mn.mag]
+        core = mag.facade.cores.get(f"tun{mn.lma}")
+        if core is None:
+            return
+        try:
+            router = core.router(f"a{mn.index}", Family.IPV4)
+        except KeyError:
+            return
+        if not router.forwards(GROUPS[g] if g < len(GROUPS) else group_address(g), SOURCE):
+            return
+        since = self.lmas[mn.lma].on_since.get((mn.mag, g))
+        if since is None:
+            return
+        resume_at = max(self.now, since + self.delays.tunnel_interval) + self.delays.access_interval
+        row = mn.open_rows.pop(g)
+        mag.pending.get(g, set()).discard(mn.index)
+        mn.receiving.add(g)
+        if row is not None:
+            start = mn.flow_end_at.get(g)
+            gap = None if start is None else resume_at - start
+            row.gap_ms = None if gap is None else round(gap * 1000.0, 3)
+            row.lost = None if gap is None else round(gap * self.scenario.stream_rate)
+            row.attach_to_first_packet_ms = round((resume_at - row.attach_at) * 1000.0, 3)
+
+    def _row(self, mn: Mn, g: int, from_mag: str, to_mag: str, outage: float) -> Row:
+        return Row(handover=self._handovers, mn=mn.name, from_mag=from_mag, to_mag=to_mag,
+                   mode=self.mode, stream=f"g{g + 1}", family="ipv4",
+                   group=str(group_address(g)), detach_at=self.now, attach_at=self.now + outage,
+                   l2_outage_ms=round(outage * 1000.0, 3), gap_ms=None, lost=None,
+                   duplicated=0, attach_to_upstream_report_ms=None, attach_to_first_packet_ms=None)
+
+    def _finish(self) -> None:
+        """Fill attach → upstream report: the first joining report on the new MAG's tunnel
+        toward the MN's LMA in [attach, the MN's next detach)."""
+        by_name = {mn.name: mn for mn in self.mns}
+        mag_by_name = {mag.name: mag for mag in self.mags}
+        for row in self.row_objects:
+            mn = by_name[row.mn]
+            detaches = self._detaches.get(mn.index, [])
+            later = bisect.bisect_right(detaches, row.detach_at)
+            end = detaches[later] if later < len(detaches) else self.now
+            times = mag_by_name[row.to_mag].join_times.get((mn.lma, int(row.stream[1:]) - 1), [])
+            first = bisect.bisect_left(times, row.attach_at)
+            if first < len(times) and times[first] < end:
+                row.attach_to_upstream_report_ms = round((times[first] - row.attach_at) * 1000.0, 3)
+            if row.gap_ms is not None and row.attach_at + row.gap_ms / 1000.0 > end:
+                row.gap_ms = row.lost = row.attach_to_first_packet_ms = None
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """The result rows as the testbed's dicts (made at each call)."""
+        return [row.as_dict() for row in self.row_objects]
+
+    def counters(self) -> dict[str, Any]:
+        duration = self.scenario.duration_interval
+        return {
+            "events": self.events,
+            "handovers": self._handovers,
+            "reports_per_s_per_mag": {m.name: m.reports_sent / duration for m in self.mags},
+            "reports_per_s_at_lma": {lma.name: lma.reports_received / duration for lma in self.lmas},
+        }

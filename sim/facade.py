@@ -1,0 +1,93 @@
+"""The MAG's proxy as the pmipv6 binding table sees it, over the real ``InstanceCore``.
+
+``SimFacade`` implements the plugin's ``ProxyFacade`` for one simulated MAG:
+one ``InstanceCore`` per LMA tunnel, created on demand, every engine call
+made at the simulator's virtual ``now`` and its actions handed to the MAG
+(``Mag.follow``). ``SimClock`` is the small part of ``IReactorTime`` the
+binding table uses (bindings here have no lifetime, so it never schedules).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from mcproxy_pmip.addresses import Family
+from mcproxy_pmip.membership.actions import Action
+from mcproxy_pmip.membership.filters import AllowAll
+from mcproxy_pmip.membership.instance import InstanceCore
+from mcproxy_pmip.membership.timers import HostOptions, RouterOptions, Timers
+from mcproxy_pmip.plugin import FamilyRecords, ProxyEvent
+from mcproxy_pmip.wire.records import GroupRecord
+
+
+class Owner(Protocol):
+    now: float
+    host_options: HostOptions
+
+    def rng_for(self, name: str) -> random.Random: ...
+
+    def follow(self, core: InstanceCore, actions: list[Action]) -> None: ...
+
+    def link_address(self, interface: str) -> Any: ...
+
+
+class SimClock:
+    def __init__(self, owner: Owner) -> None:
+        self._owner = owner
+
+    def seconds(self) -> float:
+        return self._owner.now
+
+    def callLater(self, *_args: object, **_kwargs: object) -> None:  # noqa: N802 (IReactorTime)
+        raise NotImplementedError("simulated bindings have no lifetime")
+
+
+class SimFacade:
+    """``ProxyFacade`` of one MAG: instances keyed by their upstream (tunnel) name."""
+
+    reactor = None
+
+    def __init__(self, owner: Owner) -> None:
+        self._owner = owner
+        self.clock = SimClock(owner)
+        self.cores: dict[str, InstanceCore] = {}
+
+    def find_or_create_instance(self, upstream_if: str, timers_profile: Timers) -> str:
+        if upstream_if not in self.cores:
+            self.cores[upstream_if] = InstanceCore(
+                upstream_if, [upstream_if], AllowAll(), RouterOptions(timers=timers_profile),
+                self._owner.host_options, self._owner.rng_for(upstream_if))
+        return upstream_if
+
+    def remove_instance(self, name: str) -> bool:
+        core = self.cores.pop(name, None)
+        if core is None:
+            return False
+        self._owner.follow(core, core.remove_upstream(self._owner.now, name))
+        return True
+
+    def add_downstream(self, instance: str, interface: str) -> None:
+        core = self.cores[instance]
+        self._owner.follow(core, core.add_downstream(self._owner.now, interface, Family.IPV4,
+                                                     self._owner.link_address(interface)))
+
+    def remove_downstream(self, instance: str, interface: str) -> None:
+        core = self.cores[instance]
+        self._owner.follow(core, core.remove_downstream(self._owner.now, interface, Family.IPV4))
+
+    def export_records(self, instance: str, interface: str) -> list[FamilyRecords]:
+        version, records = self.cores[instance].export_downstream(self._owner.now, interface,
+                                                                  Family.IPV4)
+        return [(Family.IPV4, version, records)]
+
+    def import_records(self, instance: str, interface: str, family: Family, version: int,
+                       records: Iterable[GroupRecord]) -> None:
+        core = self.cores[instance]
+        self._owner.follow(core, core.import_downstream(self._owner.now, interface, family,
+                                                        version, tuple(records)))
+
+    def subscribe(self, event_name: str,
+                  callback: Callable[[ProxyEvent], None]) -> Callable[[], None]:
+        return lambda: None

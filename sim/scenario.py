@@ -1,0 +1,115 @@
+"""The simulator's scenario: domain size, delays, streams, mobility, protocol timers.
+
+A scenario is a frozen dataclass read from YAML (every key optional, the
+embedded default fills the rest) and checked at load; docs/simulation.md
+lists the keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+MODES = ("static", "plugin", "context", "predictive")
+MOBILITY_MODELS = ("random_waypoint", "trace")
+
+
+@dataclass(frozen=True, slots=True)
+class Delays:
+    """One-way delays (s) and the loss probability of control messages on each kind of link."""
+
+    access_interval: float = 0.001
+    tunnel_interval: float = 0.002
+    lma_processing_interval: float = 0.001
+    signalling_interval: float = 0.005
+    access_loss: float = 0.0
+    tunnel_loss: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Mobility:
+    """``random_waypoint``: each MN picks a random cell of the grid, walks there one cell
+    at a time (a dwell drawn in [dwell_min, dwell_max] per cell), pauses, picks again.
+    ``trace``: moves read from ``trace_file`` (lines ``time mn cell``)."""
+
+    model: str = "random_waypoint"
+    dwell_min_interval: float = 20.0
+    dwell_max_interval: float = 60.0
+    pause_max_interval: float = 30.0
+    trace_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    lmas: int = 2
+    mags: int = 4
+    grid_columns: int = 2
+    mns: int = 20
+    groups: int = 10
+    groups_per_mn: int = 2
+    zipf_exponent: float = 1.0
+    stream_rate: float = 100.0
+    duration_interval: float = 600.0
+    l2_outage_min_interval: float = 0.05
+    l2_outage_max_interval: float = 0.05
+    prepare_lead_interval: float = 0.1
+    query_interval: float = 125.0
+    query_response_interval: float = 10.0
+    robustness: int = 2
+    unsolicited_report_interval: float = 1.0
+    delays: Delays = Delays()
+    mobility: Mobility = Mobility()
+
+
+def default_scenario() -> Scenario:
+    """2 LMAs, 4 MAGs on a 2x2 grid, 20 MNs, 10 groups, 10 simulated minutes."""
+    return Scenario()
+
+
+def check(scenario: Scenario) -> Scenario:
+    problems = []
+    if scenario.lmas < 1 or scenario.mags < 1 or scenario.mns < 1 or scenario.groups < 1:
+        problems.append("lmas, mags, mns and groups must be at least 1")
+    if scenario.mags % scenario.grid_columns:
+        problems.append("mags must be a multiple of grid_columns (one MAG per cell)")
+    if not 1 <= scenario.groups_per_mn <= scenario.groups:
+        problems.append("groups_per_mn must be between 1 and groups")
+    if not 0 <= scenario.l2_outage_min_interval <= scenario.l2_outage_max_interval:
+        problems.append("need 0 <= l2_outage_min_interval <= l2_outage_max_interval")
+    if scenario.query_response_interval >= scenario.query_interval:
+        problems.append("query_response_interval must be less than query_interval")
+    if scenario.mobility.model not in MOBILITY_MODELS:
+        problems.append(f"mobility.model must be one of {MOBILITY_MODELS}")
+    if scenario.mobility.model == "trace" and not scenario.mobility.trace_file:
+        problems.append("mobility.model trace needs mobility.trace_file")
+    if not 0 < scenario.mobility.dwell_min_interval <= scenario.mobility.dwell_max_interval:
+        problems.append("need 0 < dwell_min_interval <= dwell_max_interval")
+    for name in ("access_loss", "tunnel_loss"):
+        if not 0 <= getattr(scenario.delays, name) < 1:
+            problems.append(f"delays.{name} must be in [0, 1)")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return scenario
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}")
+    values = {}
+    for key, value in data.items():
+        nested = {"delays": Delays, "mobility": Mobility}.get(key) if cls is Scenario else None
+        values[key] = _build(nested, value or {}, f"{where}.{key}") if nested else value
+    return cls(**values)
+
+
+def load_scenario(text: str, where: str = "scenario") -> Scenario:
+    """A scenario from YAML; keys left out keep the default's values."""
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: a mapping is needed")
+    return check(_build(Scenario, data, where))

@@ -1,0 +1,108 @@
+"""Seeded runs, the mobility models, the results file and the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from mcproxy_pmip_sim import cli
+from mcproxy_pmip_sim.mobility import parse_trace, random_waypoint
+from mcproxy_pmip_sim.report import quantile, results_document
+from mcproxy_pmip_sim.run import simulate, sweep
+from mcproxy_pmip_sim.scenario import MODES, default_scenario, load_scenario
+from mcproxy_pmip_testbed.measure import HandoverRecord, StreamInfo, measure_stream
+from mcproxy_pmip_testbed.payload import Arrival
+from mcproxy_pmip_testbed.results import HANDOVER_KEYS, check_results, load_results
+
+SMALL = dataclasses.replace(default_scenario(), duration_interval=120.0, mns=8)
+
+
+def test_same_seed_same_results_other_seed_other_results() -> None:
+    first = json.dumps(results_document(simulate(SMALL, MODES, 3)), sort_keys=True)
+    again = json.dumps(results_document(simulate(SMALL, MODES, 3)), sort_keys=True)
+    other = json.dumps(results_document(simulate(SMALL, MODES, 4)), sort_keys=True)
+    assert first == again
+    assert first != other
+
+
+def test_modes_share_moves_and_rank_as_expected() -> None:
+    run = simulate(SMALL, MODES, 5)
+    handovers = {mode: [(r["mn"], r["detach_at"], r["group"]) for r in data["rows"]]
+                 for mode, data in run["modes"].items()}
+    assert len({tuple(v) for v in handovers.values()}) == 1 and handovers["static"]
+    p95s = {mode: data["aggregate"]["gap_ms"]["p95"] for mode, data in run["modes"].items()}
+    assert p95s["predictive"] <= p95s["context"] < p95s["plugin"]
+
+
+def test_random_waypoint_moves_one_neighbouring_cell_at_a_time() -> None:
+    import random
+    scenario = dataclasses.replace(default_scenario(), mags=12, grid_columns=4, mns=30)
+    starts, moves = random_waypoint(scenario, random.Random(1))
+    cells = list(starts)
+    assert moves and [m.at for m in moves] == sorted(m.at for m in moves)
+    for move in moves:
+        old_row, old_col = divmod(cells[move.mn], 4)
+        row, col = divmod(move.cell, 4)
+        assert abs(old_row - row) + abs(old_col - col) == 1
+        cells[move.mn] = move.cell
+
+
+def test_trace_gives_start_cells_and_skips_non_moves() -> None:
+    starts, moves = parse_trace("0 0 2\n0,1,1\n5 0 2\n7 0 3\n", mns=2, cells=4)
+    assert starts == [2, 1]
+    assert [(m.at, m.mn, m.cell) for m in moves] == [(7.0, 0, 3)]
+    with pytest.raises(ValueError, match="out of range"):
+        parse_trace("1 5 0\n", mns=2, cells=4)
+
+
+def test_scenario_yaml_overrides_and_checks() -> None:
+    scenario = load_scenario("mns: 5\ndelays: {tunnel_interval: 0.01}\n")
+    assert scenario.mns == 5 and scenario.delays.tunnel_interval == 0.01
+    assert scenario.lmas == default_scenario().lmas
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_scenario("mnz: 5\n")
+    with pytest.raises(ValueError, match="grid_columns"):
+        load_scenario("mags: 5\ngrid_columns: 2\n")
+
+
+def test_quantile_interpolates() -> None:
+    assert quantile([4.0, 1.0, 3.0, 2.0], 0.5) == 2.5
+    assert quantile([1.0, 2.0], 0.95) == pytest.approx(1.95)
+    assert quantile([], 0.5) is None
+
+
+def test_sim_and_testbed_results_load_with_the_same_reader(tmp_path: Path) -> None:
+    assert cli.main(["run", "--mode", "context", "--mode", "static", "--seed", "2",
+                     "--quiet", "--scenario", str(_scenario_file(tmp_path)),
+                     "--out", str(tmp_path / "out")]) == 0
+    results = load_results(tmp_path / "out" / "results.json")
+    assert results["handovers"] and set(results["aggregates"]) == {"context", "static"}
+    handover = HandoverRecord(0, "mn1", "mag1", "mag2", "context", 10.0, 10.05)
+    stream = StreamInfo(0, "v4", "ipv4", "239.1.1.1")
+    arrivals = [Arrival(0, seq, 0.0, 9.9 + seq * 0.01) for seq in range(30)]
+    testbed = {"mode": "context", "handovers": [measure_stream(handover, stream, arrivals, 20.0, [])]}
+    check_results(testbed)
+    assert tuple(testbed["handovers"][0]) == HANDOVER_KEYS
+    broken = dict(results, handovers=[{k: v for k, v in results["handovers"][0].items()
+                                       if k != "gap_ms"}])
+    with pytest.raises(ValueError, match="gap_ms"):
+        check_results(broken)
+
+
+def _scenario_file(tmp_path: Path) -> Path:
+    path = tmp_path / "scenario.yaml"
+    path.write_text("mns: 6\nduration_interval: 90\n")
+    return path
+
+
+def test_sweep_runs_modes_by_seeds_in_processes_and_matches_serial_runs() -> None:
+    tiny = dataclasses.replace(SMALL, duration_interval=60.0, mns=4)
+    table = sweep(tiny, ["context", "plugin"], [1, 2], processes=2)
+    assert [(row["mode"], row["seed"]) for row in table] == [
+        ("context", 1), ("context", 2), ("plugin", 1), ("plugin", 2)]
+    serial = simulate(tiny, ["plugin"], 2)["modes"]["plugin"]["aggregate"]
+    assert table[3]["gap_ms_median"] == serial["gap_ms"]["median"]
+    assert table[3]["events"] == serial["events"]
