@@ -19,47 +19,24 @@ Prints median, min and max per fault and family over ``--runs`` runs.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import secrets
 import statistics
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tests.netns.kernel_fault_steps import (CONFIG, FAMILIES, UPSTREAM_FLAPS, Recovery,  # noqa: E402
                                             recreated_downstream, upstream_flap)
-from tests.netns.netns_fixtures import Netns, _run  # noqa: E402
+from tests.netns.netns_fixtures import namespaces  # noqa: E402
 from tests.netns.proxy_harness import build_proxy_topology  # noqa: E402
 
 PREFIX = "hG-kf-"
 
 
-@contextlib.contextmanager
-def namespaces() -> Iterator:
-    """A factory of namespaces like the tests' ``netns_factory``; all removed on leaving."""
-    created: list[Netns] = []
-
-    def make(prefix: str = PREFIX) -> Netns:
-        ns = Netns(f"{prefix}{secrets.token_hex(4)}")
-        _run(["ip", "netns", "add", ns.name])
-        created.append(ns)
-        for key in ("net.ipv6.conf.all.accept_dad", "net.ipv6.conf.default.accept_dad",
-                    "net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"):
-            ns.sysctl(key, 0)
-        ns.ip("link", "set", "lo", "up")
-        return ns
-    try:
-        yield make
-    finally:
-        for ns in reversed(created):
-            ns.remove()
-
-
 def one_run(plane: str, fault: Callable) -> Recovery:
-    with namespaces() as make, tempfile.TemporaryDirectory(prefix=PREFIX) as tmp:
+    with namespaces(PREFIX) as make, tempfile.TemporaryDirectory(prefix=PREFIX) as tmp:
         os.environ["MCPROXY_PMIP_STATE_DIR"] = os.path.join(tmp, "state")
         topology = build_proxy_topology(make, tmp, PREFIX, plane)
         topo = next(topology)

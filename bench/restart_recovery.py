@@ -21,46 +21,22 @@ Prints median, min and max per kill point and mode over ``--runs`` runs.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import secrets
 import statistics
 import sys
 import tempfile
-from collections.abc import Iterator
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tests.netns.handover_crash import KILL_POINTS, crash_during_handover  # noqa: E402
-from tests.netns.netns_fixtures import Netns, _run  # noqa: E402
+from tests.netns.netns_fixtures import namespaces  # noqa: E402
 from tests.netns.proxy_harness import build_proxy_topology  # noqa: E402
 
 PREFIX = "hF-rr-"
 
 
-@contextlib.contextmanager
-def namespaces() -> Iterator:
-    """A factory of namespaces like the tests' ``netns_factory``; all removed on leaving."""
-    created: list[Netns] = []
-
-    def make(prefix: str = PREFIX) -> Netns:
-        ns = Netns(f"{prefix}{secrets.token_hex(4)}")
-        _run(["ip", "netns", "add", ns.name])
-        created.append(ns)
-        for key in ("net.ipv6.conf.all.accept_dad", "net.ipv6.conf.default.accept_dad",
-                    "net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"):
-            ns.sysctl(key, 0)
-        ns.ip("link", "set", "lo", "up")
-        return ns
-    try:
-        yield make
-    finally:
-        for ns in reversed(created):
-            ns.remove()
-
-
 def one_run(plane: str, kill_point: str, with_context: bool) -> tuple[float, float]:
-    with namespaces() as make, tempfile.TemporaryDirectory(prefix="hF-rr-") as tmp:
+    with namespaces(PREFIX) as make, tempfile.TemporaryDirectory(prefix=PREFIX) as tmp:
         topology = build_proxy_topology(make, tmp, PREFIX, plane)
         topo = next(topology)
         try:

@@ -97,37 +97,44 @@ class Netns:
         _run(["ip", "netns", "delete", self.name])
 
 
-@pytest.fixture
-def netns_factory() -> Iterator[Callable[..., Netns]]:
-    """Call ``netns_factory()`` (or ``netns_factory(prefix="xyz-")``) for a fresh namespace.
+@contextlib.contextmanager
+def namespaces(default_prefix: str = DEFAULT_PREFIX) -> Iterator[Callable[..., Netns]]:
+    """A factory of fresh namespaces (``make()`` or ``make(prefix="xyz-")``), all removed on leaving.
 
     Each namespace gets IPv6 DAD off (before any link exists), reverse path
-    filtering off and its loopback up. All are removed at teardown.
+    filtering off and its loopback up. Benchmarks use it directly; tests use
+    the ``netns_factory`` fixture.
     """
     created: list[Netns] = []
 
-    def make(prefix: str = DEFAULT_PREFIX) -> Netns:
+    def make(prefix: str = default_prefix) -> Netns:
         ns = Netns(f"{prefix}{secrets.token_hex(4)}")
         _run(["ip", "netns", "add", ns.name])
         created.append(ns)
-        for key, value in (
-            ("net.ipv6.conf.all.accept_dad", 0),
-            ("net.ipv6.conf.default.accept_dad", 0),
-            ("net.ipv4.conf.all.rp_filter", 0),
-            ("net.ipv4.conf.default.rp_filter", 0),
-        ):
-            ns.sysctl(key, value)
+        for key in ("net.ipv6.conf.all.accept_dad", "net.ipv6.conf.default.accept_dad",
+                    "net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"):
+            ns.sysctl(key, 0)
         ns.ip("link", "set", "lo", "up")
         return ns
 
-    yield make
-    errors = []
-    for ns in reversed(created):
-        try:
-            ns.remove()
-        except AssertionError as exc:
-            errors.append(str(exc))
-    assert not errors, f"namespace cleanup failed: {errors}"
+    try:
+        yield make
+    finally:
+        errors = []
+        for ns in reversed(created):
+            try:
+                ns.remove()
+            except AssertionError as exc:
+                errors.append(str(exc))
+        assert not errors, f"namespace cleanup failed: {errors}"
+
+
+@pytest.fixture
+def netns_factory() -> Iterator[Callable[..., Netns]]:
+    """Call ``netns_factory()`` (or ``netns_factory(prefix="xyz-")``) for a fresh namespace
+    (see ``namespaces``); all are removed at teardown."""
+    with namespaces() as make:
+        yield make
 
 
 def veth(a: Netns, a_name: str, b: Netns, b_name: str) -> None:
