@@ -45,21 +45,11 @@ sys.path.insert(0, str(ROOT))
 
 from mcproxy_pmip.addresses import Family  # noqa: E402
 from mcproxy_pmip.dataplane.memory import MemoryPlane  # noqa: E402
-from mcproxy_pmip.dataplane.port import GroupOutputs, Role  # noqa: E402
+from mcproxy_pmip.dataplane.port import Role  # noqa: E402
 from mcproxy_pmip.proxy.ageing import AGEING_BATCH, SourceAgeing  # noqa: E402
+from tests.forwarding_views import FixedOutputs  # noqa: E402
 
 GROUP = IPv4Address("239.7.7.7")
-
-
-class NobodyWants:
-    def outputs(self, family, source, group, iif):
-        return frozenset()
-
-    def group_outputs(self, family, group):
-        return GroupOutputs(family, group)
-
-    def default_upstreams(self, family):
-        return ()
 
 
 def spread(values: list[float], unit: str, scale: float = 1.0) -> str:
@@ -70,7 +60,7 @@ def spread(values: list[float], unit: str, scale: float = 1.0) -> str:
 def filled_plane(count: int):
     plane = MemoryPlane()
     plane.routes.configure_instance("bench", count, count)
-    instance = plane.open_instance("bench", frozenset({Family.IPV4}), None, NobodyWants())
+    instance = plane.open_instance("bench", frozenset({Family.IPV4}), None, FixedOutputs())
     instance.add_interface("up", 1, Role.UPSTREAM)
     base = int(IPv4Address("10.100.0.1"))
     for n in range(count):

@@ -19,11 +19,11 @@ import pytest
 
 from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.dataplane.nftables import NftablesPlane
-from mcproxy_pmip.dataplane.port import GroupOutputs
 from tests.netns.netns_fixtures import netns_factory  # noqa: F401 (fixture)
 from tests.netns.planes import nft_text
 from tests.netns.proxy_harness import build_proxy_topology, received, wait_for
 from tests.netns.sg_flood import flood_code
+from tests.forwarding_views import FixedOutputs
 
 pytestmark = pytest.mark.netns
 
@@ -89,17 +89,6 @@ def test_the_route_cap_holds_under_a_flood_of_sources_and_the_daemon_answers(top
     assert rss_after < rss_before + 64 * 1024, f"RSS grew from {rss_before} to {rss_after} KiB"
 
 
-class NobodyWants:
-    def outputs(self, family, source, group, iif):
-        return frozenset()
-
-    def group_outputs(self, family, group):
-        return GroupOutputs(family, group)
-
-    def default_upstreams(self, family):
-        return ()
-
-
 def test_the_daemon_wide_total_is_reserved_in_opening_order_and_an_instance_without_room_counts_all(
         netns_factory):  # noqa: F811
     ns = netns_factory(prefix=PREFIX)
@@ -110,7 +99,7 @@ def test_the_daemon_wide_total_is_reserved_in_opening_order_and_an_instance_with
         try:
             for name in ("a", "b", "c"):
                 plane.routes.configure_instance(name, 600, 1000)
-            opened = [plane.open_instance(name, families, None, NobodyWants()) for name in ("a", "b", "c")]
+            opened = [plane.open_instance(name, families, None, FixedOutputs()) for name in ("a", "b", "c")]
             assert [p.source_set_size for p in opened] == [300, 200, 0], "per family: 600/2, 400/2, nothing"
             assert plane.routes.in_use == 1000
             counters = [p.counters() for p in opened]

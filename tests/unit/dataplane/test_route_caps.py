@@ -6,26 +6,14 @@ from ipaddress import IPv4Address, IPv6Address
 
 from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.dataplane.memory import IDLE_INTERVAL, MemoryPlane
-from mcproxy_pmip.dataplane.port import GroupOutputs, Role
+from mcproxy_pmip.dataplane.port import Role
 from mcproxy_pmip.dataplane.route_budget import RouteBudget
 from mcproxy_pmip.proxy.api import ProxyApi
 from tests.unit.proxy.memory_proxy import MemoryProxy
+from tests.forwarding_views import FixedOutputs
 
 GROUP = IPv4Address("232.1.1.1")
 V4 = Family.IPV4
-
-
-class WantsAll:
-    """Every group goes from ``up`` to ``down``."""
-
-    def outputs(self, family, source, group, iif):
-        return frozenset({"down"}) - {iif}
-
-    def group_outputs(self, family, group):
-        return GroupOutputs(family, group)
-
-    def default_upstreams(self, family):
-        return ()
 
 
 def source(n: int) -> IPv4Address:
@@ -34,7 +22,7 @@ def source(n: int) -> IPv4Address:
 
 def open_instance(plane: MemoryPlane, name: str, max_routes: int, max_total: int):
     plane.routes.configure_instance(name, max_routes, max_total)
-    instance = plane.open_instance(name, frozenset({V4}), None, WantsAll())
+    instance = plane.open_instance(name, frozenset({V4}), None, FixedOutputs(frozenset({"down"})))
     instance.add_interface("up", 1, Role.UPSTREAM)
     instance.add_interface("down", 2, Role.DOWNSTREAM)
     return instance

@@ -9,21 +9,11 @@ from twisted.internet.task import Clock
 
 from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.dataplane.memory import IDLE_INTERVAL, MemoryPlane
-from mcproxy_pmip.dataplane.port import GroupOutputs, Role
+from mcproxy_pmip.dataplane.port import Role
 from mcproxy_pmip.proxy.ageing import AGEING_INTERVAL, SourceAgeing
+from tests.forwarding_views import FixedOutputs
 
 GROUP = IPv4Address("232.1.1.1")
-
-
-class NobodyWants:
-    def outputs(self, family, source, group, iif):
-        return frozenset()
-
-    def group_outputs(self, family, group):
-        return GroupOutputs(family, group)
-
-    def default_upstreams(self, family):
-        return ()
 
 
 def source(n: int) -> IPv4Address:
@@ -31,7 +21,7 @@ def source(n: int) -> IPv4Address:
 
 
 def plane_with_sources(count: int):
-    plane = MemoryPlane().open_instance("a", frozenset({Family.IPV4}), None, NobodyWants())
+    plane = MemoryPlane().open_instance("a", frozenset({Family.IPV4}), None, FixedOutputs())
     plane.add_interface("up", 1, Role.UPSTREAM)
     for n in range(count):
         plane.data(Family.IPV4, source(n), GROUP, "up", 0.0)
