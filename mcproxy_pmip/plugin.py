@@ -24,7 +24,9 @@ from typing import Any, Protocol, runtime_checkable
 from mcproxy_pmip.addresses import Family, IPAddress
 from mcproxy_pmip.control.protocol import Arguments, CommandError, CommandHandler
 from mcproxy_pmip.errors import ConfigError, ConfigProblem, McproxyError
+from mcproxy_pmip.jsonline import decode as decode_json_line
 from mcproxy_pmip.membership.timers import PMIPV6_TIMERS, Timers
+from mcproxy_pmip.ratelog import RateLimitedLog
 from mcproxy_pmip.wire.records import GroupRecord, RecordType
 
 __all__ = [
@@ -32,7 +34,8 @@ __all__ = [
     "INTERFACE_DOWN", "INTERFACE_UP", "MEMBERSHIP_CHANGED", "METRIC_KINDS", "Arguments", "CommandError",
     "CommandHandler", "ConfigError", "ConfigProblem", "Family", "FamilyRecords", "GroupRecord", "McproxyError",
     "MetricSample", "PMIPV6_TIMERS", "Plugin", "PluginError", "PluginMetric", "ProxyEvent", "ProxyFacade",
-    "RecordType", "Timers", "available_plugins", "collect_commands", "load_plugin",
+    "RateLimitedLog", "RecordType", "Timers", "available_plugins", "collect_commands", "decode_json_line",
+    "load_plugin",
 ]
 
 log = logging.getLogger(__name__)

@@ -12,25 +12,17 @@ See docs/control.md for every command.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from mcproxy_pmip import jsonline
 
 #: Where the daemon listens unless told otherwise.
 DEFAULT_SOCKET_PATH = "/run/mcproxy-pmip/control.sock"
 
 #: The longest line either end accepts (the newline excluded).
 MAX_LINE_LENGTH = 1024 * 1024
-
-#: Deepest nesting of arrays and objects a request may have (decoding recurses per level).
-MAX_NESTING = 32
-
-#: Most digits of an integer in a request (Python refuses to convert above 4,300).
-MAX_NUMBER_DIGITS = 64
-
-_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_BRACKETS = re.compile(rb"[\[\]{}]")
 
 #: Error codes of the protocol itself; commands add their own (e.g. "unknown-mn").
 BAD_JSON = "bad-json"
@@ -74,18 +66,14 @@ class Request:
 def parse_request(line: bytes) -> Request:
     """Parse one request line; raises ``CommandError`` (the reply then carries the id if known).
 
-    Whatever the bytes, the only exception is ``CommandError``: nesting deeper
-    than ``MAX_NESTING``, numbers longer than ``MAX_NUMBER_DIGITS`` digits
-    (Python's int conversion limit), NaN / Infinity and invalid UTF-8 are
-    refused as "bad-json" before or while decoding.
+    Whatever the bytes, the only exception is ``CommandError``: what
+    ``jsonline.decode`` refuses (too deep, too long numbers, NaN / Infinity,
+    invalid UTF-8, not JSON) is "bad-json".
     """
-    depth = nesting_depth(line)
-    if depth > MAX_NESTING:
-        raise CommandError(BAD_JSON, f"request nests deeper than {MAX_NESTING} levels")
     try:
-        obj = json.loads(line, parse_int=_parse_int, parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise CommandError(BAD_JSON, f"request is not valid JSON: {exc}") from None
+        obj = jsonline.decode(line)
+    except ValueError as exc:
+        raise CommandError(BAD_JSON, f"bad request line: {exc}") from None
     if not isinstance(obj, dict):
         raise CommandError(BAD_REQUEST, "request must be a JSON object")
     request_id = obj.pop("id", None)
@@ -97,30 +85,6 @@ def parse_request(line: bytes) -> Request:
     if not isinstance(cmd, str):
         raise RequestError(request_id, CommandError(BAD_REQUEST, "'cmd' must be a string"))
     return Request(request_id, cmd, obj)
-
-
-def nesting_depth(line: bytes) -> int:
-    """The deepest bracket nesting of a JSON text, strings skipped (linear, no recursion)."""
-    if line.count(b"[") + line.count(b"{") <= MAX_NESTING:
-        return MAX_NESTING
-    depth = deepest = 0
-    for bracket in _BRACKETS.findall(_STRINGS.sub(b"", line)):
-        if bracket in (b"[", b"{"):
-            depth += 1
-            deepest = max(deepest, depth)
-        else:
-            depth -= 1
-    return deepest
-
-
-def _parse_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
-        raise ValueError(f"a number of {len(text)} digits (at most {MAX_NUMBER_DIGITS})")
-    return int(text)
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def encode_result(request_id: Any, result: Any) -> bytes:

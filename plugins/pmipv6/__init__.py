@@ -26,7 +26,7 @@ from twisted.internet.error import CannotListenError
 
 from mcproxy_pmip.plugin import (
     DOWNSTREAM_REMOVED, INSTANCE_REMOVED, MEMBERSHIP_CHANGED, PMIPV6_TIMERS, Arguments, CommandError, CommandHandler,
-    ConfigError, ConfigProblem, ProxyFacade, Timers,
+    ConfigError, ConfigProblem, ProxyFacade, RateLimitedLog, Timers,
 )
 from mcproxy_pmip.wire import rfc7411
 from mcproxy_pmip_plugins.pmipv6.bindings import BindingTable, parse_binding_event
@@ -37,7 +37,6 @@ from mcproxy_pmip_plugins.pmipv6.peers import (
     DEFAULT_PEER_PORT, IDLE_INTERVAL, MAX_CONNECTIONS, MAX_MESSAGE, REQUEST_TIMEOUT, ChannelLimits,
     PeerAddress, PeerClient, PeerServerFactory,
 )
-from mcproxy_pmip.ratelog import RateLimitedLog
 from mcproxy_pmip_plugins.pmipv6.tally import EVENT_KINDS, BindingTally
 from mcproxy_pmip_plugins.pmipv6.transfer import ContextChannel
 

@@ -19,7 +19,7 @@ peer's identity is the configured peer its certificate names (or, with
 ``insecure_plaintext``, the peer configured at its source address). Every
 request gets a reply, a malformed one too (bad JSON, nesting too deep,
 numbers too long, wrong types, too long), and refusals are logged rate-limited
-(mcproxy_pmip/ratelog.py). The context entries are the control API's format
+(``RateLimitedLog`` of the plugin API). The context entries are the control API's format
 (docs/control.md), checked into ``ContextEntry`` tuples on arrival.
 """
 
@@ -43,10 +43,9 @@ from twisted.protocols.basic import LineOnlyReceiver
 from twisted.protocols.policies import TimeoutMixin
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
-from mcproxy_pmip.plugin import CommandError
+from mcproxy_pmip.plugin import CommandError, RateLimitedLog, decode_json_line
 from mcproxy_pmip_plugins.pmipv6.bindings import ContextEntry, parse_context
 from mcproxy_pmip_plugins.pmipv6.peer_tls import PeerCredentials, peer_names
-from mcproxy_pmip.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -119,18 +118,12 @@ def entries_json(entries: tuple[ContextEntry, ...]) -> list[dict[str, Any]]:
     return [{"family": e.family.name.lower(), "code": e.code, "payload": e.payload.hex()} for e in entries]
 
 
-def _reject_constant(name: str) -> Any:
-    raise BadRequest(f"{name} is not JSON")
-
-
 def decode_line(line: bytes) -> Any:
-    """JSON of one line; ``BadRequest`` for anything Python's parser refuses or overflows on."""
+    """JSON of one line; ``BadRequest`` for what ``decode_json_line`` refuses (too deep, NaN, ...)."""
     try:
-        return json.loads(line, parse_constant=_reject_constant)
-    except RecursionError:
-        raise BadRequest("nested too deep") from None
-    except ValueError as exc:  # also UnicodeDecodeError and integers over the digit limit
-        raise BadRequest(f"not JSON: {str(exc)[:120]}") from None
+        return decode_json_line(line)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def parse_request(line: bytes) -> tuple[str, str, tuple[ContextEntry, ...]]:

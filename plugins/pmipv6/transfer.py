@@ -34,13 +34,12 @@ from typing import Any
 
 from twisted.internet import defer
 
-from mcproxy_pmip.plugin import CommandError
+from mcproxy_pmip.plugin import CommandError, RateLimitedLog
 from mcproxy_pmip_plugins.pmipv6.bindings import (
     BindingEvent, BindingTable, ContextEntry, MobileNodeAttached, MobileNodeDetached, parse_context,
 )
 from mcproxy_pmip_plugins.pmipv6.context_store import ContextStore
 from mcproxy_pmip_plugins.pmipv6.peers import PeerClient, PeerError
-from mcproxy_pmip.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from mcproxy_pmip_plugins.pmipv6.peer_tls import load_credentials
 from mcproxy_pmip_plugins.pmipv6.peers import (
     ChannelLimits, PeerAddress, PeerServerFactory, decode_line, parse_request,
 )
-from mcproxy_pmip.ratelog import RateLimitedLog
+from mcproxy_pmip.plugin import RateLimitedLog
 
 CONTEXT = [{"family": "ipv4", "code": 1, "payload": "00000001"}]
 ENTRIES = (ContextEntry(Family.IPV4, 1, b"\x00\x00\x00\x01"),)
