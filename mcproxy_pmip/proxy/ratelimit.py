@@ -25,7 +25,6 @@ injected clock's (``IReactorTime.seconds``); nothing here schedules calls.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
 
 from mcproxy_pmip.addresses import IPAddress
 from mcproxy_pmip.config.model import Limits
@@ -73,18 +72,16 @@ class _LinkBuckets:
 
 
 class RateLimiter:
-    """Admits reports and queries per link and per host; ``limits_for(ifindex)`` names the rates.
+    """Admits reports and queries per link and per host, at the rates of the ``Limits`` given with each.
 
     ``clock`` is an ``IReactorTime``. ``hosts_evicted`` counts host buckets
     dropped to keep a link's table within ``max_hosts``.
     """
 
-    def __init__(self, clock, limits_for: Callable[[int], Limits], *,
-                 max_hosts: int = DEFAULT_MAX_HOSTS_PER_LINK, max_links: int = DEFAULT_MAX_LINKS) -> None:
+    def __init__(self, clock, *, max_hosts: int = DEFAULT_MAX_HOSTS_PER_LINK, max_links: int = DEFAULT_MAX_LINKS) -> None:
         if max_hosts < 1 or max_links < 1:
             raise ValueError("max_hosts and max_links must be at least 1")
         self._clock = clock
-        self._limits_for = limits_for
         self.max_hosts = max_hosts
         self.max_links = max_links
         self.hosts_evicted = 0
@@ -99,10 +96,9 @@ class RateLimiter:
         link = self._links.get((ifindex, version))
         return 0 if link is None else len(link.hosts)
 
-    def admit_report(self, ifindex: int, source: IPAddress) -> str | None:
+    def admit_report(self, ifindex: int, source: IPAddress, limits: Limits) -> str | None:
         """Take a token from ``source``'s and the link's report buckets: None, or the slug of the empty one."""
         now = self._clock.seconds()
-        limits = self._limits_for(ifindex)
         link = self._link((ifindex, source.version), limits, now)
         host = link.hosts.get(source)
         if host is None:
@@ -121,10 +117,9 @@ class RateLimiter:
         link.reports.tokens -= 1.0
         return None
 
-    def admit_query(self, ifindex: int, version: int) -> str | None:
+    def admit_query(self, ifindex: int, version: int, limits: Limits) -> str | None:
         """Take a token from the link's query bucket (as deep and as fast as its report bucket): None, or a slug."""
         now = self._clock.seconds()
-        limits = self._limits_for(ifindex)
         bucket = self._link((ifindex, version), limits, now).queries
         if bucket.refill(now, limits.report_rate, limits.report_burst) < 1.0:
             return QUERY_LIMITED

@@ -191,7 +191,7 @@ class Receiver:
         self.require_router_alert = require_router_alert
         self.turn_packets = turn_packets
         self.turn_work = turn_work
-        self.rate = RateLimiter(clock, self.limits)
+        self.rate = RateLimiter(clock)
         self._abuse = RateLimitedLog(log, clock, summary="reports_rate_limited")
         self.received: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
@@ -291,31 +291,32 @@ class Receiver:
     def _check_message(self, packet, family: Family, parse) -> Inbound | None:
         kind = packet.payload[0] if packet.payload else None
         if kind in _REPORT_TYPES[family]:
-            if not self._admit_report(packet, family):
+            limits = self.limits(packet.ifindex)
+            if not self._admit_report(packet, family, limits):
                 return None
-            return self._checked_report(packet, family, parse(packet.payload))
+            return self._checked_report(packet, family, parse(packet.payload), limits)
         if kind == _QUERY_TYPE[family]:
             if not self._is_on_link(packet.ifindex, packet.src):
                 raise ProtocolViolation("query_not_on_link", str(packet.src))
-            refused = self.rate.admit_query(packet.ifindex, packet.src.version)
+            refused = self.rate.admit_query(packet.ifindex, packet.src.version, self.limits(packet.ifindex))
             if refused is not None:
                 raise ProtocolViolation(refused, f"ifindex={packet.ifindex}")
         # A query, or what the codec refuses (an unknown type, too short).
         return QueryReceived(packet.ifindex, family, packet.src, parse(packet.payload))
 
-    def _admit_report(self, packet, family: Family) -> bool:
+    def _admit_report(self, packet, family: Family, limits: Limits) -> bool:
         """Router Alert, own reports, then the rate limits; False for our own reports (counted)."""
         if self.require_router_alert and not packet.router_alert:
             raise ProtocolViolation("no_router_alert")
         if not packet.src.is_unspecified and self._is_own_address(packet.src):
             self.drops[f"{family.protocol.lower()}_own_report"] += 1
             return False
-        refused = self.rate.admit_report(packet.ifindex, packet.src)
+        refused = self.rate.admit_report(packet.ifindex, packet.src, limits)
         if refused is not None:
             raise ProtocolViolation(refused, f"ifindex={packet.ifindex}")
         return True
 
-    def _checked_report(self, packet, family: Family, message) -> Inbound | None:
+    def _checked_report(self, packet, family: Family, message, limits: Limits) -> Inbound | None:
         prefix = family.protocol.lower()
         skipped = getattr(message, "skipped_records", 0)
         if skipped:
@@ -328,7 +329,6 @@ class Receiver:
             if not records:
                 raise ProtocolViolation("group_not_multicast", f"{len(report.records)} records")
             self.drops[f"{prefix}_group_not_multicast"] += len(report.records) - len(records)
-        limits = self.limits(packet.ifindex)
         capped = cap_records(records, limits.max_records_per_packet, limits.max_sources_per_packet)
         if capped.records_dropped:
             self.drops[f"{prefix}_records_over_cap"] += capped.records_dropped

@@ -129,18 +129,18 @@ def test_a_host_over_its_rate_does_not_drain_the_link_bucket() -> None:
 
 def test_spoofed_sources_keep_the_host_table_bounded() -> None:
     clock = Clock()
-    limiter = RateLimiter(clock, lambda ifindex: Limits(), max_hosts=64)
+    limiter = RateLimiter(clock, max_hosts=64)
     for index in range(10_000):
-        limiter.admit_report(LINK, ipaddress.IPv4Address(0x0A000000 + index))
+        limiter.admit_report(LINK, ipaddress.IPv4Address(0x0A000000 + index), Limits())
         clock.advance(0.001)
     assert limiter.tracked_hosts(LINK, 4) == 64
     assert limiter.hosts_evicted == 10_000 - 64
 
 
 def test_the_link_table_is_bounded_too() -> None:
-    limiter = RateLimiter(Clock(), lambda ifindex: Limits(), max_links=8)
+    limiter = RateLimiter(Clock(), max_links=8)
     for ifindex in range(100):
-        assert limiter.admit_query(ifindex, 4) is None
+        assert limiter.admit_query(ifindex, 4, Limits()) is None
     assert limiter.tracked_links() == 8
 
 
