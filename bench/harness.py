@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import statistics
 import socket
 import struct
 import time
@@ -52,6 +53,12 @@ def stats(values: Sequence[float | None]) -> dict[str, float | int | None]:
 
 def ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1e3, 4)
+
+
+def ms_summary(seconds: Sequence[float]) -> str:
+    """Median, min and max of durations in seconds, as one line in ms."""
+    values = [v * 1000 for v in seconds]
+    return f"median {statistics.median(values):7.1f} ms  min {min(values):7.1f}  max {max(values):7.1f}"
 
 
 def sockaddr(family: int, address: str) -> bytes:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 from collections.abc import Callable
@@ -29,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tests.netns.kernel_fault_steps import (CONFIG, FAMILIES, UPSTREAM_FLAPS, Recovery,  # noqa: E402
                                             recreated_downstream, upstream_flap)
+from harness import ms_summary  # noqa: E402
 from tests.netns.netns_fixtures import namespaces  # noqa: E402
 from tests.netns.proxy_harness import build_proxy_topology  # noqa: E402
 
@@ -45,11 +45,6 @@ def one_run(plane: str, fault: Callable) -> Recovery:
             return fault(topo, daemon)
         finally:
             next(topology, None)  # the fixture's teardown: stops the daemons
-
-
-def summary(values: list[float]) -> str:
-    ms = [v * 1000 for v in values]
-    return f"median {statistics.median(ms):7.1f} ms  min {min(ms):7.1f}  max {max(ms):7.1f}"
 
 
 def main() -> int:
@@ -71,8 +66,8 @@ def main() -> int:
     for name, (signal_name, fault) in faults.items():
         samples = [one_run(args.plane, fault) for _ in range(args.runs)]
         for family in FAMILIES:
-            print(f"{name:32} {family.name} {signal_name:6} {summary([s.signalled[family] for s in samples])}")
-            print(f"{'':32} {family.name} {'data':6} {summary([s.data[family] for s in samples])}")
+            print(f"{name:32} {family.name} {signal_name:6} {ms_summary([s.signalled[family] for s in samples])}")
+            print(f"{'':32} {family.name} {'data':6} {ms_summary([s.data[family] for s in samples])}")
     return 0
 
 

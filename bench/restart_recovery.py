@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tests.netns.handover_crash import KILL_POINTS, crash_during_handover  # noqa: E402
+from harness import ms_summary  # noqa: E402
 from tests.netns.netns_fixtures import namespaces  # noqa: E402
 from tests.netns.proxy_harness import build_proxy_topology  # noqa: E402
 
@@ -44,11 +44,6 @@ def one_run(plane: str, kill_point: str, with_context: bool) -> tuple[float, flo
         finally:
             next(topology, None)  # the fixture's teardown: stops the daemons
         return recovery.ready_interval, recovery.forwarding_interval
-
-
-def summary(values: list[float]) -> str:
-    ms = [v * 1000 for v in values]
-    return f"median {statistics.median(ms):7.1f} ms  min {min(ms):7.1f}  max {max(ms):7.1f}"
 
 
 def main() -> int:
@@ -68,9 +63,9 @@ def main() -> int:
             ready = [r for r, _ in samples]
             data = [d for _, d in samples]
             total = [r + d for r, d in samples]
-            print(f"{kill_point:13} {mode:8} restart->answering {summary(ready)}")
-            print(f"{'':13} {'':8} attach->data      {summary(data)}")
-            print(f"{'':13} {'':8} restart->data     {summary(total)}")
+            print(f"{kill_point:13} {mode:8} restart->answering {ms_summary(ready)}")
+            print(f"{'':13} {'':8} attach->data      {ms_summary(data)}")
+            print(f"{'':13} {'':8} restart->data     {ms_summary(total)}")
     return 0
 
 
