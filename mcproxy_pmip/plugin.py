@@ -135,6 +135,30 @@ class ProxyFacade(Protocol):
         """Call ``callback(event)`` for each daemon event named ``event_name``;
         returns a function that cancels the subscription."""
 
+    def hold_records(self, instance: str, key: str, family: Family, records: Iterable[GroupRecord]) -> None:
+        """Join ``records`` on the instance's upstream for a mobile node that has no downstream
+        here yet (a prepared handover); ``key`` names the holding (not an interface name).
+        Nothing is forwarded for them. Holding again replaces that family's records."""
+
+    def release_records(self, instance: str, key: str) -> None:
+        """Take back what ``hold_records`` joined under ``key`` (the upstream hears it when the
+        merged state changes: not when a downstream now wants the same)."""
+
+    def commit_forwarding(self, instance: str) -> None:
+        """Hand the instance's forwarding changes of this reactor turn to the data plane now."""
+
+    def open_handover_buffer(self, instance: str, records: Iterable[FamilyRecords], max_interval: float,
+                             max_bytes: int) -> Any:
+        """Start buffering the data of ``records``' groups arriving on the instance's upstream.
+
+        Returns an object with ``buffer`` (``overflow``, ``buffered``, ``len()``),
+        ``deliver(access_if, markers, go_live) -> dict`` and ``close()`` (docs/handover.md).
+        """
+
+    def open_forward_recorder(self, interface: str, groups: Iterable[tuple[Family, IPAddress]]) -> Any:
+        """Start recording the identity of the last packet of each group the kernel sends on
+        ``interface``; the object's ``markers()`` gives them, ``close()`` stops."""
+
 
 @runtime_checkable
 class Plugin(Protocol):

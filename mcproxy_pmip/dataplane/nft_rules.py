@@ -186,8 +186,9 @@ def instance_chain_commands(syntax: FamilySyntax, table: str, names: InstanceNam
     ]
 
 
-def output_chain_commands(syntax: FamilySyntax, table: str, chain: str, name: str) -> list[str]:
-    """Create or refill the output chain of interface ``name``: its one ``dup`` rule.
+def output_chain_commands(syntax: FamilySyntax, table: str, chain: str, name: str, loaded: bool = True) -> list[str]:
+    """Create or refill (``loaded``: it may hold a rule) the output chain of interface ``name``: its one
+    ``dup`` rule.
 
     ``dup to ip daddr``: the copy goes to the packet's own group, so one rule
     serves every group and source that jumps here.
@@ -195,7 +196,7 @@ def output_chain_commands(syntax: FamilySyntax, table: str, chain: str, name: st
     t = f"{syntax.nft} {table}"
     return [
         f"add chain {t} {chain}",
-        f"flush chain {t} {chain}",
+        *([f"flush chain {t} {chain}"] if loaded else []),
         f"add rule {t} {chain} dup to {syntax.daddr} device {quote(name)}",
     ]
 
@@ -212,15 +213,29 @@ def group_rules(syntax: FamilySyntax, table: str, names: InstanceNames, outputs:
                 output_chains: Mapping[str, str]) -> list[str]:
     """The rules of one group chain: a counter, then a jump to each output's chain."""
     chain = f"add rule {syntax.nft} {table} {names.group_chain(outputs.group)}"
-    rules = [f"{chain} counter"]
-    for name, source_filter in outputs.downstreams:
+    rules = [f"{chain} counter",
+             *downstream_rules(syntax, table, names, outputs.group, outputs.downstreams, output_chains)]
+    rules.extend(f"{chain} iifname != @{names.upstreams} jump {output_chains[name]}"
+                 for name in outputs.upstreams)
+    return rules
+
+
+def downstream_rules(syntax: FamilySyntax, table: str, names: InstanceNames, group: IPAddress,
+                     downstreams: Iterable[tuple[str, SourceFilter]], output_chains: Mapping[str, str]) -> list[str]:
+    """Rules appended to a group chain: a jump to each downstream's output chain its filter allows.
+
+    Each jump returns, so the order of a chain's jumps does not matter: a
+    downstream that joins a group already forwarded is appended to its chain
+    (``add rule``), not written with the whole chain again.
+    """
+    chain = f"add rule {syntax.nft} {table} {names.group_chain(group)}"
+    rules = []
+    for name, source_filter in downstreams:
         match = source_match(syntax, source_filter)
         if match is None:
             continue
         words = " ".join(w for w in (f"iifname != {quote(name)}", match) if w)
         rules.append(f"{chain} {words} jump {output_chains[name]}")
-    rules.extend(f"{chain} iifname != @{names.upstreams} jump {output_chains[name]}"
-                 for name in outputs.upstreams)
     return rules
 
 

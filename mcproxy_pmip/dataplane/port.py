@@ -66,12 +66,16 @@ class GroupOutputs:
     group: IPAddress
     downstreams: tuple[tuple[str, SourceFilter], ...] = ()
     upstreams: tuple[str, ...] = ()
+    #: a prepared handover holds the group (docs/handover.md): keep its entry, with no downstream
+    #: yet, so that the mobile node's attach only adds one
+    held: bool = False
 
     @property
     def empty(self) -> bool:
-        """No downstream wants the group: it needs no entry of its own, the plane's default
-        path (``ForwardingView.default_upstreams``) carries data from downstreams upstream."""
-        return not self.downstreams
+        """No downstream wants the group and none is about to: it needs no entry of its own, the
+        plane's default path (``ForwardingView.default_upstreams``) carries data from downstreams
+        upstream."""
+        return not self.downstreams and not self.held
 
 
 class ForwardingView(Protocol):
@@ -130,7 +134,12 @@ class InstancePlane(Protocol):
     table: int | None
 
     def add_interface(self, name: str, ifindex: int, role: Role) -> None:
-        """Make ``name`` usable for forwarding; all or nothing (``PlaneLimitReached``, ``KernelError``)."""
+        """Make ``name`` usable for forwarding; all or nothing (``PlaneLimitReached``, ``KernelError``).
+
+        A plane may stage what a new downstream needs and write it with its
+        next update (``groups_changed``, possibly of no group, or ``refresh``):
+        the proxy makes one at the end of the downstream's attach, with the
+        groups changed meanwhile (its imported context)."""
 
     def remove_interface(self, name: str) -> None:
         """Take ``name`` out of every output and forget it. Unknown names are ignored."""

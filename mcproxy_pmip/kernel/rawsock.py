@@ -28,12 +28,14 @@ LD_B_IND = 0x50  # A = octet at X + k
 LDX_IMM = 0x01  # X = k
 ALU_ADD_K = 0x04  # A += k
 ALU_LSH_K = 0x64  # A <<= k
+ALU_AND_K = 0x54  # A &= k
 MISC_TAX = 0x07  # X = A
 JMP_JA = 0x05  # jump k forward
 JMP_JEQ_K = 0x15  # A == k ? jt : jf
 JMP_JGT_K = 0x25  # A > k ? jt : jf
 RET_K = 0x06  # accept k octets (0: drop)
 
+SKF_AD_PROTOCOL = 0xFFFFF000 + 0  # SKF_AD_OFF + SKF_AD_PROTOCOL: skb->protocol, host order
 SKF_AD_PKTTYPE = 0xFFFFF000 + 4  # SKF_AD_OFF (-0x1000) + SKF_AD_PKTTYPE: skb->pkt_type
 ACCEPT_WHOLE = 0xFFFFFFFF
 

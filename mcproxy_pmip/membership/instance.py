@@ -14,7 +14,11 @@
 - keeps link-local scope groups away from the upstream (RFC 4605 §4: those
   groups are never proxied);
 - holds the instance's ``StateBudget`` account, under which each downstream
-  link's account sits (docs/limits.md).
+  link's account sits (docs/limits.md);
+- merges *held* subscriptions (``hold``/``release``): those of a mobile node
+  prepared to arrive on a downstream that has no router here yet (a prepared
+  handover, docs/handover.md); they count in the upstream database like a
+  downstream's but are forwarded nowhere.
 
 Time is explicit: every entry point takes ``now``; ``get_timer`` is the earliest
 deadline of all children and ``handle_timer`` fires the due ones. A child's
@@ -83,6 +87,8 @@ class InstanceCore:
         #: each child's last known deadline; ``_touched`` children must be asked again
         self._child_deadlines = Deadlines()
         self._touched: set[RouterInterface | UpstreamHost] = set()
+        #: key -> family -> group -> held subscription
+        self._held: dict[str, dict[Family, dict[IPAddress, MembershipState]]] = {}
         for interface in upstreams:
             self._create_upstream(interface)
 
@@ -197,8 +203,12 @@ class InstanceCore:
         return coalesce_reports(actions)
 
     def subscribers(self, family: Family, group: IPAddress) -> tuple[str, ...]:
-        """The downstreams whose membership of ``group`` is not empty (querier rule not applied)."""
-        return tuple(self._subscriptions[family].get(group, ()))
+        """The downstreams whose membership of ``group`` is not empty (querier rule not applied);
+        held subscriptions are no downstreams."""
+        per_group = self._subscriptions[family].get(group, ())
+        if self._held:
+            return tuple(name for name in per_group if name not in self._held)
+        return tuple(per_group)
 
     def _note_subscription(self, interface: str, family: Family, group: IPAddress) -> None:
         router = self._routers[family].get(interface)
@@ -262,6 +272,60 @@ class InstanceCore:
             kept = frozenset(s for s in sources if allows(interface, Direction.OUT, group, s))
             return (mode, kept) if kept else None
         return state if allows(interface, Direction.OUT, group, None) else None
+
+    # -- held subscriptions (prepared handovers) -------------------------------------------
+
+    @property
+    def held(self) -> tuple[str, ...]:
+        return tuple(self._held)
+
+    def hold(self, now: float, key: str, family: Family, records: Sequence[GroupRecord]) -> list[Action]:
+        """Merge ``records`` (current-state or change records; the mode and sources they leave)
+        into the database under ``key``, a name no interface of the instance has; the upstream
+        hears the change at once. Holding again under a key replaces that family's records."""
+        if key in self._upstreams or any(key in routers for routers in self._routers.values()):
+            raise ValueError(f"{key} is an interface of instance {self.name}")
+        held = self._held.setdefault(key, {})
+        previous = held.pop(family, {})
+        wanted: dict[IPAddress, MembershipState] = {}
+        for record in records:
+            if record.record_type is RecordType.BLOCK_OLD_SOURCES or is_link_local_scope_group(record.group):
+                continue
+            mode = FilterMode.EXCLUDE if record.record_type in _EXCLUDE_RECORDS else FilterMode.INCLUDE
+            if mode is FilterMode.INCLUDE and not record.sources:
+                continue
+            wanted[record.group] = (mode, frozenset(record.sources))
+        if wanted:
+            held[family] = wanted
+        if not held:
+            del self._held[key]
+        return self._set_held(now, key, family, previous.keys() | wanted.keys(), wanted)
+
+    def is_held(self, family: Family, group: IPAddress) -> bool:
+        """True when some holding wants ``group``."""
+        return any(group in held.get(family, ()) for held in self._held.values())
+
+    def release(self, now: float, key: str) -> list[Action]:
+        """Take the subscriptions held under ``key`` out of the database (nothing if none)."""
+        actions: list[Action] = []
+        for family, previous in self._held.pop(key, {}).items():
+            actions.extend(self._set_held(now, key, family, previous.keys(), {}))
+        return actions
+
+    def _set_held(self, now: float, key: str, family: Family, groups: Iterable[IPAddress],
+                  wanted: dict[IPAddress, MembershipState]) -> list[Action]:
+        subscriptions = self._subscriptions[family]
+        actions: list[Action] = []
+        for group in groups:
+            state = wanted.get(group)
+            if state is not None:
+                subscriptions.setdefault(group, {})[key] = state
+            elif group in subscriptions:
+                subscriptions[group].pop(key, None)
+                if not subscriptions[group]:
+                    del subscriptions[group]
+            actions.extend(self._remerge(now, family, group))
+        return coalesce_reports(actions)
 
     # -- messages ------------------------------------------------------------------
 

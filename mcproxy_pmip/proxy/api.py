@@ -16,10 +16,13 @@ from mcproxy_pmip import __version__
 from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.config.model import InstanceConfig
 from mcproxy_pmip.control.protocol import CommandError
+from mcproxy_pmip.errors import KernelError
+from mcproxy_pmip.handover.buffer import GroupKey, HandoverBuffer, subscriptions_of
 from mcproxy_pmip.membership.timers import Timers
 from mcproxy_pmip.plugin import (
     DOWNSTREAM_REMOVED, EVENT_NAMES, INSTANCE_CREATED, INSTANCE_REMOVED, ProxyEvent,
 )
+from mcproxy_pmip.proxy.handover_io import ForwardRecorder, PreparedData
 from mcproxy_pmip.proxy.instance import ProxyInstance
 from mcproxy_pmip.proxy.proxy import Proxy
 from mcproxy_pmip.proxy.status import group_rows, instance_row, route_rows
@@ -97,6 +100,36 @@ class ProxyApi:
             self._instance(instance).import_records(interface, family, version, tuple(records))
         except ValueError as exc:
             raise CommandError("unknown-interface", str(exc)) from exc
+
+    def hold_records(self, instance: str, key: str, family: Family, records: Iterable[GroupRecord]) -> None:
+        try:
+            self._instance(instance).hold_records(key, family, tuple(records))
+        except ValueError as exc:
+            raise self._refused(exc) from exc
+
+    def release_records(self, instance: str, key: str) -> None:
+        self._instance(instance).release_records(key)
+
+    def commit_forwarding(self, instance: str) -> None:
+        self._instance(instance).commit_forwarding()
+
+    def open_handover_buffer(self, instance: str, records: Iterable[tuple[Family, int, Iterable[GroupRecord]]],
+                             max_interval: float, max_bytes: int) -> PreparedData:
+        target = self._instance(instance)
+        subscriptions: dict[GroupKey, Any] = {}
+        for family, _version, family_records in records:
+            subscriptions.update(subscriptions_of(family, family_records))
+        try:
+            return PreparedData(self.reactor, target.upstreams[0],
+                                HandoverBuffer(subscriptions, max_interval, max_bytes))
+        except KernelError as exc:
+            raise CommandError("kernel-error", f"handover buffer on {target.upstreams[0]}: {exc}") from exc
+
+    def open_forward_recorder(self, interface: str, groups: Iterable[GroupKey]) -> ForwardRecorder:
+        try:
+            return ForwardRecorder(self.reactor, interface, groups)
+        except KernelError as exc:
+            raise CommandError("kernel-error", f"forwarding record on {interface}: {exc}") from exc
 
     def subscribe(self, event_name: str, callback: Callable[[ProxyEvent], None]) -> Callable[[], None]:
         if event_name not in EVENT_NAMES:

@@ -40,6 +40,7 @@ class ActionDispatcher:
         self._forwarding = forwarding
         self._on_change = on_change
         self._changed_groups: dict[tuple[Family, object], None] = {}
+        self._update = False
         self._flush_call = None
         self._warnings = RateLimitedLog(log, clock, summary="engine_warnings")
 
@@ -73,13 +74,29 @@ class ActionDispatcher:
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
         self._changed_groups.clear()
+        self._update = False
         self._warnings.close()
+
+    def update_soon(self) -> None:
+        """Give the plane an update at the end of this turn even if no group changes in it (a downstream
+        came: the plane may have staged it; its attach and the context imported with it cost one update)."""
+        self._update = True
+        if self._flush_call is None or not self._flush_call.active():
+            self._flush_call = self._clock.callLater(0, self._flush_forwarding)
+
+    def flush_now(self) -> None:
+        """Hand the groups changed so far to the plane now, not at the end of the turn (a
+        prepared handover switches to live forwarding at a moment it chooses)."""
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_forwarding()
 
     def _flush_forwarding(self) -> None:
         """Hand the groups changed in this reactor turn to the plane, in one call."""
         changed, self._changed_groups = list(self._changed_groups), {}
+        update, self._update = self._update, False
         forwarding = self._forwarding()
-        if forwarding is None or not changed:
+        if forwarding is None or not (changed or update):
             return
         try:
             forwarding.groups_changed(changed)

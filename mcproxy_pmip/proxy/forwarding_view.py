@@ -66,4 +66,4 @@ class InstanceView:
                     continue
             downstreams.append((interface, SourceFilter(mode, frozenset(sources))))
         return GroupOutputs(family, group, tuple(sorted(downstreams, key=lambda item: item[0])),
-                            self._upstreams_for(group))
+                            self._upstreams_for(group), core.is_held(family, group))

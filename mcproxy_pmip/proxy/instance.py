@@ -160,7 +160,10 @@ class ProxyInstance:
                 self.driver.call(self.core.add_downstream, name, family, _own_address(info, family))
         else:
             self._report_upstream(name)
-        self.forwarding.refresh()
+        if downstream:
+            self._dispatcher.update_soon()
+        else:
+            self.forwarding.refresh()
         log.info("interface_attached instance=%s interface=%s role=%s ifindex=%d", self.name, name,
                  "downstream" if downstream else "upstream", info.ifindex)
 
@@ -255,6 +258,19 @@ class ProxyInstance:
         if (name, family) not in self.core.downstreams:
             raise ValueError(f"{name} is not an attached {family.name} downstream of instance {self.name}")
         self.driver.call(self.core.import_downstream, name, family, version, tuple(records))
+
+    def hold_records(self, key: str, family: Family, records: Sequence[GroupRecord]) -> None:
+        """Join ``records`` upstream for a mobile node not here yet (``InstanceCore.hold``)."""
+        if family not in self.families:
+            raise ValueError(f"instance {self.name} does not serve {family.name}")
+        self.driver.call(self.core.hold, key, family, tuple(records))
+
+    def release_records(self, key: str) -> None:
+        self.driver.call(self.core.release, key)
+
+    def commit_forwarding(self) -> None:
+        """Give the plane the forwarding changes made so far in this turn, now."""
+        self._dispatcher.flush_now()
 
     # -- output ------------------------------------------------------------------------
 

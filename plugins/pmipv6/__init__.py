@@ -14,6 +14,7 @@ docs/peer-tls.md.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import re
@@ -37,6 +38,9 @@ from mcproxy_pmip_plugins.pmipv6.peers import (
     DEFAULT_PEER_PORT, IDLE_INTERVAL, MAX_CONNECTIONS, MAX_MESSAGE, REQUEST_TIMEOUT, ChannelLimits,
     PeerAddress, PeerClient, PeerServerFactory,
 )
+from mcproxy_pmip_plugins.pmipv6.prepared import (
+    BUFFER_BYTES, BUFFER_INTERVAL, PREPARE_INTERVAL, PrepareSettings, PreparedHandovers,
+)
 from mcproxy_pmip_plugins.pmipv6.tally import EVENT_KINDS, BindingTally
 from mcproxy_pmip_plugins.pmipv6.transfer import ContextChannel
 
@@ -53,9 +57,12 @@ _CHANNEL_NUMBERS = {"peer_max_connections": (MAX_CONNECTIONS, 1, True),
                     "peer_max_request": (MAX_MESSAGE, 1024, True),
                     "peer_request_timeout": (REQUEST_TIMEOUT, 0.1, False),
                     "context_hold_interval": (HOLD_INTERVAL, 1.0, False),
-                    "context_store_bytes": (MAX_BYTES, 4096, True)}
+                    "context_store_bytes": (MAX_BYTES, 4096, True),
+                    "prepare_interval": (PREPARE_INTERVAL, 0.1, False),
+                    "buffer_interval": (BUFFER_INTERVAL, 0.01, False),
+                    "buffer_bytes": (BUFFER_BYTES, 65536, True)}
 _KNOWN_SETTINGS = frozenset({"profile", "remove_empty_instance", "event_source",
-                             "tunnel_for_access", "netns", "peers", "listen", "name",
+                             "tunnel_for_access", "tunnel_for_lma", "netns", "peers", "listen", "name",
                              "insecure_plaintext", *_TLS_FILES, *_CHANNEL_NUMBERS})
 #: a MAG name is a DNS name: it is the name in the MAG's certificate
 _MAG_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
@@ -79,6 +86,8 @@ class Pmipv6Settings:
     request_timeout: float = REQUEST_TIMEOUT
     hold_interval: float = HOLD_INTERVAL
     store_bytes: int = MAX_BYTES
+    tunnel_for_lma: dict[str, str] = field(default_factory=dict)
+    prepare: PrepareSettings = PrepareSettings()
 
 
 def _problem(message: str) -> ConfigProblem:
@@ -197,6 +206,7 @@ def parse_settings(settings: Mapping[str, Any]) -> Pmipv6Settings:
         tunnels = {}
     if source == "netlink" and not tunnels:
         problems.append(_problem("event_source netlink needs tunnel_for_access"))
+    tunnel_for_lma = _parse_tunnel_for_lma(settings.get("tunnel_for_lma", {}), problems)
     netns = settings.get("netns")
     if netns is not None and not isinstance(netns, str):
         problems.append(_problem("netns must be a namespace name"))
@@ -209,7 +219,23 @@ def parse_settings(settings: Mapping[str, Any]) -> Pmipv6Settings:
                            numbers["peer_max_request"])
     return Pmipv6Settings(profile, remove_empty, source, dict(tunnels), netns, peers, listen, name,
                           tls, insecure, limits, numbers["peer_request_timeout"],
-                          numbers["context_hold_interval"], numbers["context_store_bytes"])
+                          numbers["context_hold_interval"], numbers["context_store_bytes"], tunnel_for_lma,
+                          PrepareSettings(numbers["prepare_interval"], numbers["buffer_interval"],
+                                          numbers["buffer_bytes"]))
+
+
+def _parse_tunnel_for_lma(value: Any, problems: list[ConfigProblem]) -> dict[str, str]:
+    """``tunnel_for_lma``: LMA address -> this MAG's tunnel to it (where pushed contexts prepare)."""
+    if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+        problems.append(_problem("tunnel_for_lma must map LMA addresses to tunnel interface names"))
+        return {}
+    mapping = {}
+    for address, tunnel in value.items():
+        try:
+            mapping[str(ipaddress.ip_address(address))] = tunnel
+        except ValueError:
+            problems.append(_problem(f"tunnel_for_lma: {address!r} is not an IP address"))
+    return mapping
 
 
 def load_peer_credentials(config: Pmipv6Settings) -> PeerCredentials | None:
@@ -258,7 +284,8 @@ class Pmipv6Plugin:
         channel = ContextChannel(
             table, facade.clock, self.client_type(facade.reactor, config.peers, config.request_timeout, credentials),
             ContextStore(facade.clock, config.hold_interval, config.store_bytes),
-            ContextStore(facade.clock, config.hold_interval, config.store_bytes), refusals)
+            ContextStore(facade.clock, config.hold_interval, config.store_bytes), refusals,
+            PreparedHandovers(facade, table, config.prepare), config.tunnel_for_lma)
         self._table, self._channel, self._tally = table, channel, BindingTally(facade.clock)
         if config.listen is not None:
             self._port = self._listen(facade, config, channel, credentials, refusals, self._tally)
@@ -282,8 +309,8 @@ class Pmipv6Plugin:
     def _listen(facade: ProxyFacade, config: Pmipv6Settings, channel: ContextChannel,
                 credentials: PeerCredentials | None, refusals: RateLimitedLog, tally: BindingTally):
         """The peer server on ``listen``, open to the configured peers only (its answers counted)."""
-        def push_received(peer, mn_id, entries):
-            refused = channel.push_received(peer, mn_id, entries)
+        def push_received(peer, mn_id, entries, lma):
+            refused = channel.push_received(peer, mn_id, entries, lma)
             tally.transfer("accept-push", refused or "ok")
             return refused
 
@@ -293,7 +320,7 @@ class Pmipv6Plugin:
             return found
 
         factory = PeerServerFactory(config.peers, push_received, fetch_requested,
-                                    facade.clock, credentials, config.limits, refusals)
+                                    facade.clock, credentials, config.limits, refusals, channel.markers_received)
         try:
             return facade.reactor.listenTCP(config.listen.port, factory, interface=str(config.listen.host))
         except CannotListenError as exc:
@@ -366,9 +393,9 @@ class Pmipv6Plugin:
 
     def metrics(self) -> list:
         """The plugin's ``PluginMetric``s (read at each Prometheus scrape; docs/metrics.md)."""
-        if self._tally is None or self._table is None:
+        if self._tally is None or self._table is None or self._channel is None:
             return []
-        return self._tally.metrics(len(self._table.rows()))
+        return self._tally.metrics(len(self._table.rows())) + self._channel.prepared.metrics()
 
     def _bindings(self, args: Arguments) -> list[dict[str, Any]]:
         args.finish()

@@ -28,8 +28,9 @@ Rules kept here:
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -87,6 +88,26 @@ class MobileNodeAttached:
     lifetime: int | None = None
     context: tuple[ContextEntry, ...] = ()
     previous_mag: str | None = None
+    forwarded_last: tuple[tuple[tuple[Family, Any], bytes], ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MobileNodePrepared:
+    """A handover of ``mn_id`` to this MAG is coming (RFC 5949 §3.1 HI, RFC 7411 §3.3 context).
+
+    This MAG joins the MN's ``context`` upstream on ``tunnel_if`` at once and
+    buffers its groups' data until the attach (docs/handover.md).
+    ``access_if``, ``lma``, ``hnp``: informational; ``previous_mag``: the only
+    peer whose markers (what it forwarded last) are taken for this MN.
+    """
+
+    mn_id: str
+    tunnel_if: str
+    context: tuple[ContextEntry, ...]
+    access_if: str | None = None
+    lma: str | None = None
+    hnp: tuple[str, ...] = ()
+    previous_mag: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +135,7 @@ class MobileNodeDetached:
     next_mag: str | None = None
 
 
-BindingEvent = MobileNodeAttached | BindingRefreshed | MobileNodeDetached
+BindingEvent = MobileNodeAttached | BindingRefreshed | MobileNodeDetached | MobileNodePrepared
 
 
 def parse_context(entries: list[dict[str, Any]]) -> tuple[ContextEntry, ...]:
@@ -160,10 +181,63 @@ def parse_binding_event(args: Arguments) -> BindingEvent:
             tuple(args.string_list("hnp", required=False) or ()),
             args.integer("lifetime", required=False, minimum=0),
             parse_context(args.object_list("context", required=False) or []),
-            args.string("previous_mag", required=False))
+            args.string("previous_mag", required=False),
+            _markers(args.object_list("forwarded_last", required=False)))
         args.finish()
         return event
-    raise CommandError("bad-argument", f"event must be attach, detach or refresh, not {kind!r}")
+    if kind == "prepare":
+        prepared = MobileNodePrepared(
+            mn_id, args.string("tunnel_if"), parse_context(args.object_list("context", required=False) or []),
+            args.string("access_if", required=False), args.string("lma", required=False),
+            tuple(args.string_list("hnp", required=False) or ()), args.string("previous_mag", required=False))
+        args.finish()
+        return prepared
+    raise CommandError("bad-argument", f"event must be attach, detach, refresh or prepare, not {kind!r}")
+
+
+#: at most this many groups in ``forwarded_last``
+MAX_MARKERS = 1024
+
+
+def _markers(entries: list[dict[str, Any]] | None) -> tuple[tuple[tuple[Family, Any], bytes], ...] | None:
+    """``forwarded_last`` (``[{"family", "group", "id"}]``, docs/handover.md), checked."""
+    if entries is None:
+        return None
+    return parse_markers(entries)
+
+
+def parse_markers(entries: list[dict[str, Any]]) -> tuple[tuple[tuple[Family, Any], bytes], ...]:
+    """Markers in their JSON form, checked; ``CommandError`` "bad-argument" names the fault."""
+    if len(entries) > MAX_MARKERS:
+        raise CommandError("bad-argument", f"forwarded_last has more than {MAX_MARKERS} entries")
+    markers = []
+    for index, entry in enumerate(entries):
+        args = Arguments(entry)
+        family = _FAMILY_NAMES.get(args.string("family"))
+        group_text = args.string("group")
+        identity = args.string("id")
+        args.finish()
+        try:
+            group = ipaddress.ip_address(group_text)
+        except ValueError:
+            group = None
+        if family is None or group is None or group.version != (4 if family is Family.IPV4 else 6) \
+                or not group.is_multicast:
+            raise CommandError("bad-argument", f"forwarded_last[{index}]: a multicast group of its family needed")
+        try:
+            packed = bytes.fromhex(identity)
+        except ValueError:
+            packed = b""
+        if len(packed) != 8:
+            raise CommandError("bad-argument", f"forwarded_last[{index}].id must be 16 hex digits")
+        markers.append(((family, group), packed))
+    return tuple(markers)
+
+
+def markers_json(markers: Mapping[tuple[Family, Any], bytes]) -> list[dict[str, str]]:
+    """Markers in their JSON form."""
+    return [{"family": family.name.lower(), "group": str(group), "id": identity.hex()}
+            for (family, group), identity in sorted(markers.items(), key=lambda item: (item[0][0], str(item[0][1])))]
 
 
 @dataclass(slots=True)
@@ -202,6 +276,8 @@ class BindingTable:
         self._codec = codec
         self._bindings: dict[str, Binding] = {}
         self._removing: set[tuple[str, str]] = set()
+        #: instances kept for prepared handovers (key -> instance) though no binding uses them yet
+        self._reserved: dict[str, str] = {}
 
     # -- queries
 
@@ -211,6 +287,18 @@ class BindingTable:
     def rows(self) -> list[dict[str, Any]]:
         now = self._facade.clock.seconds()
         return [binding.row(now) for binding in sorted(self._bindings.values(), key=lambda b: b.mn_id)]
+
+    def get(self, mn_id: str) -> Binding | None:
+        """The MN's binding, None when it has none."""
+        return self._bindings.get(mn_id)
+
+    def link_in_use(self, tunnel_if: str, access_if: str) -> bool:
+        """True when some bound MN uses ``access_if`` under ``tunnel_if``."""
+        return bool(self._link_users(tunnel_if, access_if))
+
+    def get_instance(self, tunnel_if: str) -> str | None:
+        """The instance of a binding on ``tunnel_if``, None when no MN is bound through it."""
+        return next((b.instance for b in self._bindings.values() if b.tunnel_if == tunnel_if), None)
 
     def binding_links(self, mn_id: str) -> tuple[str, str] | None:
         """(access_if, tunnel_if) of the MN's binding, None when it has none."""
@@ -325,6 +413,25 @@ class BindingTable:
             entries.append({"family": family.name.lower(), "code": code, "payload": payload.hex()})
         return {"mn_id": mn_id, "context": entries}
 
+    def decode_context(self, entries: Sequence[ContextEntry]) -> list[FamilyRecords]:
+        """A context's records per family; ``CommandError`` "bad-context" as for an attach."""
+        return self._decode_context(entries)
+
+    def reserve_instance(self, key: str, tunnel_if: str) -> str:
+        """The instance of ``tunnel_if`` (created if none), kept while ``key`` holds it even with
+        no binding on it (a prepared handover)."""
+        try:
+            instance = self._facade.find_or_create_instance(tunnel_if, self._profile)
+        except McproxyError as exc:
+            raise CommandError(PROXY_ERROR, f"instance for {tunnel_if}: {exc}") from exc
+        self._reserved[key] = instance
+        return instance
+
+    def unreserve_instance(self, key: str) -> bool:
+        """Let go of ``key``'s instance; True when that removed it (no binding uses it)."""
+        instance = self._reserved.pop(key, None)
+        return instance is not None and bool(self._collect_instances([instance]))
+
     def import_context(self, mn_id: str, entries: Sequence[ContextEntry]) -> int:
         """Install a context that arrived after the MN's attach (reactive transfer) on its
         downstream; returns the number of records. Refused like an attach's context."""
@@ -388,7 +495,7 @@ class BindingTable:
         those the facade removed (it keeps instances it did not create)."""
         if not self._remove_empty_instance:
             return []
-        used = {b.instance for b in self._bindings.values()}
+        used = {b.instance for b in self._bindings.values()} | set(self._reserved.values())
         return [instance for instance in dict.fromkeys(candidates)
                 if instance not in used and self._facade.remove_instance(instance)]
 

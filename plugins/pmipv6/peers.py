@@ -4,12 +4,17 @@ PMIPv6 signalling cannot carry the context.
 Two modes: *predictive*, the old MAG pushes the MN's context to the target MAG
 when told of the handover (control command ``handover-prepare``); *reactive*,
 the new MAG fetches the context from the MN's previous MAG when the attach
-names it (``previous_mag``). transfer.py decides who may push and fetch what.
+names it (``previous_mag``). A push may name the MN's LMA (``lma``), so that the
+target can prepare the handover (prepared.py); ``forwarded`` tells the target
+which packet per group the MN got last from the sender (docs/handover.md).
+transfer.py decides who may push and fetch what.
 Both are one JSON line over mutual TLS (peer_tls.py), one request and one
 reply per connection, then the server closes:
 
-    {"op": "push", "mn_id": "mn1", "context": [{"family": "ipv6", "code": 2, "payload": "…"}]}
+    {"op": "push", "mn_id": "mn1", "context": [{"family": "ipv6", "code": 2, "payload": "…"}],
+     "lma": "2001:db8::1"}
     {"op": "fetch", "mn_id": "mn1"}
+    {"op": "forwarded", "mn_id": "mn1", "last": [{"family": "ipv4", "group": "232.1.1.1", "id": "…"}]}
     reply: {"ok": true, ...} or {"ok": false, "error": "unknown-mn", "message": "…"}
 
 The server is bounded: connections only from configured peers' addresses,
@@ -44,7 +49,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from mcproxy_pmip.plugin import CommandError, RateLimitedLog, decode_json_line
-from mcproxy_pmip_plugins.pmipv6.bindings import ContextEntry, parse_context
+from mcproxy_pmip_plugins.pmipv6.bindings import ContextEntry, parse_context, parse_markers
 from mcproxy_pmip_plugins.pmipv6.peer_tls import PeerCredentials, peer_names
 
 log = logging.getLogger(__name__)
@@ -59,10 +64,12 @@ MAX_MN_ID = 255
 MAX_CONTEXT_ENTRIES = 8
 
 Host = ipaddress.IPv4Address | ipaddress.IPv6Address
-#: push handler: (peer, mn_id, entries) -> None when stored, else an error code
-PushHandler = Callable[[str, str, tuple[ContextEntry, ...]], str | None]
+#: push handler: (peer, mn_id, entries, lma) -> None when stored, else an error code
+PushHandler = Callable[[str, str, tuple[ContextEntry, ...], str | None], str | None]
 #: fetch handler: (peer, mn_id) -> the entries, or an error code
 FetchHandler = Callable[[str, str], tuple[ContextEntry, ...] | str]
+#: (peer, mn_id, markers) -> None, or the refusal's error code
+ForwardedHandler = Callable[[str, str, dict], str | None]
 
 
 class PeerError(Exception):
@@ -126,23 +133,48 @@ def decode_line(line: bytes) -> Any:
         raise BadRequest(str(exc)) from None
 
 
-def parse_request(line: bytes) -> tuple[str, str, tuple[ContextEntry, ...]]:
-    """(op, mn_id, entries) of a request line; ``BadRequest`` says what is wrong."""
+@dataclass(frozen=True, slots=True)
+class PeerRequest:
+    """One checked request: ``entries`` of a push, ``lma`` it may name, ``markers`` of a forwarded."""
+
+    op: str
+    mn_id: str
+    entries: tuple[ContextEntry, ...] = ()
+    lma: str | None = None
+    markers: tuple = ()
+
+
+_FIELDS = {"push": {"op", "mn_id", "context", "lma"}, "fetch": {"op", "mn_id"},
+           "forwarded": {"op", "mn_id", "last"}}
+
+
+def parse_request(line: bytes) -> PeerRequest:
+    """The request of a line; ``BadRequest`` says what is wrong."""
     request = decode_line(line)
     if not isinstance(request, dict):
         raise BadRequest("need a JSON object")
     op, mn_id = request.get("op"), request.get("mn_id")
-    if op not in ("push", "fetch"):
-        raise BadRequest("op must be push or fetch")
+    if op not in _FIELDS:
+        raise BadRequest("op must be push, fetch or forwarded")
     if not isinstance(mn_id, str) or not 0 < len(mn_id) <= MAX_MN_ID or not mn_id.isprintable() \
             or any(c.isspace() for c in mn_id):
         raise BadRequest(f"mn_id must be a string of 1 to {MAX_MN_ID} printable characters, no spaces")
-    allowed = {"op", "mn_id", "context"} if op == "push" else {"op", "mn_id"}
-    if set(request) - allowed:
-        raise BadRequest(f"unknown field(s) {str(sorted(set(request) - allowed))[:100]}")
+    if set(request) - _FIELDS[op]:
+        raise BadRequest(f"unknown field(s) {str(sorted(set(request) - _FIELDS[op]))[:100]}")
     if op == "fetch":
-        return op, mn_id, ()
-    return op, mn_id, checked_context(request.get("context"))
+        return PeerRequest(op, mn_id)
+    if op == "forwarded":
+        last = request.get("last")
+        if not isinstance(last, list) or not all(isinstance(e, dict) for e in last):
+            raise BadRequest("last must be a list of objects")
+        try:
+            return PeerRequest(op, mn_id, markers=parse_markers(last))
+        except CommandError as exc:
+            raise BadRequest(exc.message) from None
+    lma = request.get("lma")
+    if lma is not None and (not isinstance(lma, str) or _host(lma) is None):
+        raise BadRequest("lma must be an IP address")
+    return PeerRequest(op, mn_id, checked_context(request.get("context")), lma)
 
 
 def checked_context(context: Any) -> tuple[ContextEntry, ...]:
@@ -231,8 +263,9 @@ class PeerServerFactory(Factory):
 
     def __init__(self, peers: Mapping[str, PeerAddress], on_push: PushHandler, on_fetch: FetchHandler,
                  clock: Any, credentials: PeerCredentials | None, limits: ChannelLimits = ChannelLimits(),
-                 refusals: RateLimitedLog | None = None) -> None:
+                 refusals: RateLimitedLog | None = None, on_forwarded: ForwardedHandler | None = None) -> None:
         self.peers = frozenset(peers)
+        self.on_forwarded = on_forwarded or (lambda _peer, _mn, _markers: "not-prepared")
         self._by_host: dict[Host, list[str]] = {}
         for name, address in peers.items():
             self._by_host.setdefault(address.host, []).append(name)
@@ -289,10 +322,14 @@ class PeerServerFactory(Factory):
             self.refused("unknown-peer", address, "the certificate names no configured peer")
             return _error("unknown-peer", "your certificate names no configured peer")
         try:
-            op, mn_id, entries = parse_request(line)
+            request = parse_request(line)
+            op, mn_id = request.op, request.mn_id
             if op == "push":
-                error = self.on_push(peer, mn_id, entries)
+                error = self.on_push(peer, mn_id, request.entries, request.lma)
                 return _reply(True) if error is None else _error(error, f"push of {mn_id} refused")
+            if op == "forwarded":
+                error = self.on_forwarded(peer, mn_id, dict(request.markers))
+                return _reply(True) if error is None else _error(error, f"markers of {mn_id} refused")
             outcome = self.on_fetch(peer, mn_id)
             if isinstance(outcome, str):
                 return _error(outcome, f"fetch of {mn_id} refused")
@@ -378,9 +415,17 @@ class PeerClient:
                          onTimeoutCancel=lambda *_: _timed_out(protocol, peer))
         return reply.addCallback(_checked, peer)
 
-    def push(self, peer: str, mn_id: str, context: list[dict[str, Any]]) -> defer.Deferred:
-        """Predictive transfer: hand ``context`` to ``peer`` before the MN arrives there."""
-        return self._request(peer, {"op": "push", "mn_id": mn_id, "context": context})
+    def push(self, peer: str, mn_id: str, context: list[dict[str, Any]], lma: str | None = None) -> defer.Deferred:
+        """Predictive transfer: hand ``context`` to ``peer`` before the MN arrives there; ``lma``
+        (the MN's LMA) lets the peer prepare the handover."""
+        request = {"op": "push", "mn_id": mn_id, "context": context}
+        if lma is not None:
+            request["lma"] = lma
+        return self._request(peer, request)
+
+    def forwarded(self, peer: str, mn_id: str, last: list[dict[str, str]]) -> defer.Deferred:
+        """Tell ``peer`` (the MN's next MAG) the last packet per group sent to the MN here."""
+        return self._request(peer, {"op": "forwarded", "mn_id": mn_id, "last": last})
 
     def fetch(self, peer: str, mn_id: str) -> defer.Deferred:
         """Reactive transfer: ask ``peer`` (the MN's previous MAG) for its context; fires the

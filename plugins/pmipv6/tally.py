@@ -23,7 +23,7 @@ from mcproxy_pmip.plugin import MetricSample, PluginMetric, ProxyEvent
 #: histogram bounds (seconds) of attach -> upstream report
 REPORT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, math.inf)
 REPORT_WAIT_INTERVAL = 60.0
-_CONTEXT_MODES = ("given", "pushed", "fetched", "unavailable")
+_CONTEXT_MODES = ("given", "pushed", "fetched", "prepared", "unavailable")
 #: binding event classes (bindings.py) -> the ``event`` label
 EVENT_KINDS = {"MobileNodeAttached": "attach", "BindingRefreshed": "refresh", "MobileNodeDetached": "detach"}
 

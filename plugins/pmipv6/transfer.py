@@ -21,9 +21,15 @@ the channel's authorisation rules:
   every configured peer may fetch it until it expires (nobody can take it
   away from the MAG the MN really went to).
 
-An attach's result gains ``context`` ("given", "pushed", "fetched", "none" or
-"unavailable" with a ``reason``) and ``records`` (records imported from it).
-A failed transfer never undoes the attach.
+Prepared handovers (prepared.py, docs/handover.md): a ``prepare`` event, or a
+push naming an LMA that ``tunnel_for_lma`` maps to a tunnel here, prepares the
+MN; its attach then flushes the buffer (context "prepared"). On the previous
+MAG, ``handover-prepare`` also starts recording what is sent to the MN; its
+detach takes the markers and sends them (``forwarded``) to the next MAG.
+
+An attach's result gains ``context`` ("given", "pushed", "fetched",
+"prepared", "none" or "unavailable" with a ``reason``) and ``records``
+(records imported from it). A failed transfer never undoes the attach.
 """
 
 from __future__ import annotations
@@ -36,10 +42,12 @@ from twisted.internet import defer
 
 from mcproxy_pmip.plugin import CommandError, RateLimitedLog
 from mcproxy_pmip_plugins.pmipv6.bindings import (
-    BindingEvent, BindingTable, ContextEntry, MobileNodeAttached, MobileNodeDetached, parse_context,
+    BindingEvent, BindingTable, ContextEntry, MobileNodeAttached, MobileNodeDetached, MobileNodePrepared,
+    markers_json, parse_context,
 )
 from mcproxy_pmip_plugins.pmipv6.context_store import ContextStore
 from mcproxy_pmip_plugins.pmipv6.peers import PeerClient, PeerError
+from mcproxy_pmip_plugins.pmipv6.prepared import Markers, PreparedHandovers
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +70,11 @@ class ContextChannel:
     """One MAG's end of the context channel: the pushed contexts, the departed ones, the client."""
 
     def __init__(self, table: BindingTable, clock: Any, client: PeerClient,
-                 pushed: ContextStore, departed: ContextStore, refusals: RateLimitedLog | None = None) -> None:
+                 pushed: ContextStore, departed: ContextStore, refusals: RateLimitedLog | None = None,
+                 prepared: PreparedHandovers | None = None, tunnel_for_lma: dict[str, str] | None = None) -> None:
         self._table = table
+        self.prepared = prepared
+        self._tunnel_for_lma = dict(tunnel_for_lma or {})
         self._clock = clock
         self._client = client
         self._pushed = pushed
@@ -76,6 +87,8 @@ class ContextChannel:
         """Transfers still under way end as "unavailable" without touching the table; held
         contexts are dropped."""
         self._closed = True
+        if self.prepared is not None:
+            self.prepared.close()
         self._pushed.close()
         self._departed.close()
 
@@ -87,7 +100,9 @@ class ContextChannel:
             raise CommandError(UNKNOWN_PEER, f"no peer MAG named {target!r}")
         entries = self._table.export_context(mn_id)["context"]
         log.info("context-push mn=%s target=%s entries=%d", mn_id, target, len(entries))
-        pushing = self._client.push(target, mn_id, entries)
+        if self.prepared is not None:
+            self.prepared.record(mn_id)
+        pushing = self._client.push(target, mn_id, entries, self._table.get(mn_id).lma)
         pushing.addCallback(self._pushed_to, mn_id, target, len(entries))
         return pushing.addErrback(_command_error, f"push of {mn_id}'s context to {target}")
 
@@ -100,15 +115,23 @@ class ContextChannel:
 
     def handle(self, event: BindingEvent) -> dict[str, Any] | defer.Deferred:
         """Apply a binding event with the transfers it implies (see the module docstring)."""
+        if isinstance(event, MobileNodePrepared):
+            return self._running_prepared().prepare(event)
         next_mag = getattr(event, "next_mag", None)
         if next_mag is not None and next_mag not in self._client.peers:
             raise CommandError(UNKNOWN_PEER, f"next_mag: no peer MAG named {next_mag!r}")
-        if _departing(event) and event.mn_id in self._table:
-            self._keep_departed(event.mn_id, next_mag or self._next_mag.get(event.mn_id))
         if _departing(event):
-            self._next_mag.pop(event.mn_id, None)
+            remembered = self._next_mag.pop(event.mn_id, None)
+            next_mag = next_mag or remembered
+            if event.mn_id in self._table:
+                self._keep_departed(event.mn_id, next_mag)
+                return self._detach(event, next_mag)
         if not isinstance(event, MobileNodeAttached) or event.lifetime == 0:
             return self._table.handle(event)
+        if self.prepared is not None and event.mn_id in self.prepared:
+            self._take_pushed(event)
+            result = self.prepared.attach(event, self._table.handle)
+            return {**result, "context": "prepared", "records": result["context_records"]}
         pushed = self._take_pushed(event)
         if event.context:
             result = self._table.handle(event)
@@ -123,6 +146,27 @@ class ContextChannel:
         fetching = self._client.fetch(event.previous_mag, event.mn_id)
         fetching.addCallback(self._import_fetched, event, result)
         return fetching.addErrback(self._fetch_failed, event, result)
+
+    def _running_prepared(self) -> PreparedHandovers:
+        if self.prepared is None:
+            raise CommandError("not-supported", "prepared handovers are not available here")
+        return self.prepared
+
+    def _detach(self, event: BindingEvent, next_mag: str | None) -> dict[str, Any]:
+        """The departing MN's binding ends; markers recorded for it go to its next MAG."""
+        if self.prepared is None:
+            return self._table.handle(event)
+        result, markers = self.prepared.detach(event.mn_id, lambda: self._table.handle(event))
+        if markers is not None and next_mag is not None:
+            self._send_markers(next_mag, event.mn_id, markers)
+        return result
+
+    def _send_markers(self, peer: str, mn_id: str, markers: Markers) -> None:
+        sending = self._client.forwarded(peer, mn_id, markers_json(markers))
+        sending.addCallbacks(
+            lambda _reply: log.info("markers-sent mn=%s peer=%s groups=%d", mn_id, peer, len(markers)),
+            lambda failure: self._refusals.event("markers-not-sent", "markers-not-sent mn=%s peer=%s error=%s",
+                                                 mn_id, peer, failure.getErrorMessage()))
 
     def _keep_departed(self, mn_id: str, next_mag: str | None) -> None:
         entries = parse_context(self._table.export_context(mn_id)["context"])
@@ -178,13 +222,30 @@ class ContextChannel:
 
     # -- the peer side (``peer`` is authenticated)
 
-    def push_received(self, peer: str, mn_id: str, entries: tuple[ContextEntry, ...]) -> str | None:
-        """Hold a pushed context for the MN's attach; an error code when it is refused."""
+    def push_received(self, peer: str, mn_id: str, entries: tuple[ContextEntry, ...],
+                      lma: str | None = None) -> str | None:
+        """Hold a pushed context for the MN's attach, and prepare the handover when ``lma`` names
+        a tunnel here; an error code when it is refused."""
         if not self._pushed.put((mn_id, peer), entries):
             self._refusals.event("pushed-store-full", "context-refused mn=%s origin=pushed peer=%s "
                                  "reason=store-full bytes=%d", mn_id, peer, self._pushed.bytes)
             return STORE_FULL
         log.info("context-pushed mn=%s peer=%s entries=%d", mn_id, peer, len(entries))
+        tunnel = self._tunnel_for_lma.get(lma) if lma is not None else None
+        if tunnel is not None and self.prepared is not None and mn_id not in self._table:
+            try:
+                self.prepared.prepare(MobileNodePrepared(mn_id, tunnel, entries, lma=lma, previous_mag=peer))
+            except CommandError as exc:
+                self._refusals.event(f"prepare-{exc.code}", "handover-not-prepared mn=%s peer=%s error=%s",
+                                     mn_id, peer, exc.message)
+        return None
+
+    def markers_received(self, peer: str, mn_id: str, markers: Markers) -> str | None:
+        """What ``peer`` forwarded last to a prepared MN; "not-prepared" when nothing waits for it."""
+        if self.prepared is None or not self.prepared.markers_received(mn_id, markers, peer):
+            self._refusals.event("markers-unused", "markers-refused mn=%s peer=%s reason=not-prepared", mn_id, peer)
+            return "not-prepared"
+        log.info("markers-received mn=%s peer=%s groups=%d", mn_id, peer, len(markers))
         return None
 
     def fetch_requested(self, peer: str, mn_id: str) -> tuple[ContextEntry, ...] | str:

@@ -12,6 +12,7 @@ that must: when the marker is read, the other would have been read before it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ipaddress
 import os
@@ -19,7 +20,7 @@ import select
 import socket
 import struct
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -202,20 +203,28 @@ def open_instance(r: Router) -> None:
         r.instance.add_interface("up0", socket.if_nametoindex("up0"), Role.UPSTREAM)
         for name in ("down0", "down1"):
             r.instance.add_interface(name, socket.if_nametoindex(name), Role.DOWNSTREAM)
+        r.instance.refresh()  # as the proxy does after an attach: staged downstreams go to the kernel
 
 
-@pytest.fixture
-def router(netns_factory) -> Iterator[Router]:  # noqa: F811
+@contextlib.contextmanager
+def started_router(netns_factory, opener: Callable[[Router], None]) -> Iterator[Router]:  # noqa: F811
+    """The router with its plane started and ``opener`` run; sockets and plane closed after."""
     r = build_router(netns_factory)
     start(r.plane, r.ns)
     try:
-        open_instance(r)
+        opener(r)
         yield r
     finally:
         for sock in r.sockets:
             sock.close()
         with r.ns.entered():
             r.plane.close()
+
+
+@pytest.fixture
+def router(netns_factory) -> Iterator[Router]:  # noqa: F811
+    with started_router(netns_factory, open_instance) as r:
+        yield r
 
 
 @FAMILIES

@@ -15,18 +15,16 @@ times (SO_TIMESTAMPNS), so ordering assertions do not depend on when they are re
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
 from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.control.client import ControlError
-from mcproxy_pmip_plugins.pmipv6 import peer_pki
-from tests.netns.netns_fixtures import Netns, address, netns_factory, veth  # noqa: F401 (fixture)
-from tests.netns.proxy_harness import Daemon, ProxyTopology, wait_for
+from tests.netns.netns_fixtures import netns_factory  # noqa: F401 (fixture)
+from tests.netns.proxy_harness import wait_for
+from tests.netns.two_mags import TwoMags, build_two_mags
 from tests.netns.test_plugin_netns import TimedCapture, general_queries, report_records
 
 pytestmark = pytest.mark.netns
@@ -37,67 +35,9 @@ SOURCE = {Family.IPV4: "10.1.1.1", Family.IPV6: "fd01:1::1"}
 JOIN_RECORD_TYPES = (4, 5)  # CHANGE_TO_EXCLUDE, ALLOW_NEW_SOURCES: state-change joins
 
 
-def config(name: str, own: str, peer_name: str, peer: str, tls: dict[str, str]) -> str:
-    return (f"protocols: [IGMPv3, MLDv2]\n"
-            f"plugins:\n"
-            f"  pmipv6:\n"
-            f"    name: {name}\n"
-            f"    listen: \"[{own}]:7411\"\n"
-            f"    peers: {{{peer_name}: \"[{peer}]:7411\"}}\n"
-            + "".join(f"    {key}: {path}\n" for key, path in tls.items()))
-
-
-@dataclass
-class TwoMags:
-    up: Netns
-    mags: dict[str, Netns]
-    mns: dict[str, Netns]
-    daemons: dict[str, Daemon]
-    harness: ProxyTopology  # its start_daemon and join, used in any namespace
-
-    def attach(self, mag: str, mn_id: str, **extra):
-        return self.daemons[mag].request("binding", event="attach", mn_id=mn_id, access_if="d1",
-                                         tunnel_if="up0", **extra)
-
-
 @pytest.fixture
 def two_mags(netns_factory, tmp_path) -> Iterator[TwoMags]:  # noqa: F811
-    up = netns_factory(PREFIX)
-    mags = {"mag1": netns_factory(PREFIX), "mag2": netns_factory(PREFIX)}
-    mns = {"mag1": netns_factory(PREFIX), "mag2": netns_factory(PREFIX)}
-    for index, (name, mag) in enumerate(mags.items(), start=1):
-        veth(up, f"u{index}", mag, "up0")
-        address(up, f"u{index}", f"10.1.{index}.1/24", f"fd01:{index}::1/64")
-        address(mag, "up0", f"10.1.{index}.2/24", f"fd01:{index}::2/64")
-        veth(mag, "d1", mns[name], "e0")
-        address(mag, "d1", f"10.2.{index}.1/24", f"fd02:{index}::1/64")
-        address(mns[name], "e0", f"10.2.{index}.2/24", f"fd02:{index}::2/64")
-        mns[name].ip("route", "add", "default", "via", f"10.2.{index}.1")
-        mns[name].ip("-6", "route", "add", "default", "via", f"fd02:{index}::1")
-        mag.sysctl("net.ipv6.conf.all.forwarding", 1)
-        mag.sysctl("net.ipv4.ip_forward", 1)
-    veth(mags["mag1"], "p0", mags["mag2"], "p0")
-    address(mags["mag1"], "p0", "fd09::1/64")
-    address(mags["mag2"], "p0", "fd09::2/64")
-    for ns, name in ((up, "u1"), (up, "u2"), *((m, n) for m in mags.values() for n in ("up0", "d1")),
-                     *((mn, "e0") for mn in mns.values())):
-        wait_for(lambda ns=ns, name=name: "fe80::" in ns.ip("-6", "addr", "show", "dev", name), 5,
-                 f"a link-local address on {name} in {ns.name}")
-    # The harness' daemon starter, once per MAG namespace (it stops nothing itself).
-    starter = ProxyTopology(up, mags["mag1"], list(mns.values()), str(tmp_path))
-    tls = peer_pki.make_domain(tmp_path / "pki", ["mag1", "mag2"])
-    daemons = {
-        "mag1": starter.start_daemon(config("mag1", "fd09::1", "mag2", "fd09::2", tls["mag1"]), name="mag1",
-                                     ns=mags["mag1"]),
-        "mag2": starter.start_daemon(config("mag2", "fd09::2", "mag1", "fd09::1", tls["mag2"]), name="mag2",
-                                     ns=mags["mag2"]),
-    }
-    try:
-        yield TwoMags(up, mags, mns, daemons, starter)
-    finally:
-        codes = {name: daemon.stop() for name, daemon in daemons.items()}
-        assert codes == {"mag1": 0, "mag2": 0}, {n: daemons[n].log()[-2000:] for n in codes}
-    assert not any(os.path.exists(d.control) for d in daemons.values()), "a control socket was left"
+    yield from build_two_mags(netns_factory, tmp_path, PREFIX)
 
 
 def subscribe_at_mag1(topo: TwoMags, mn_id: str) -> None:

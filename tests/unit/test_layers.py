@@ -18,6 +18,8 @@ FORBIDDEN = {
                           "mcproxy_pmip.config", "mcproxy_pmip.control", "yaml"),
     "membership": IO_MODULES + ("mcproxy_pmip.kernel", "mcproxy_pmip.proxy", "mcproxy_pmip.config",
                                 "mcproxy_pmip.control", "yaml"),
+    "handover": IO_MODULES + ("mcproxy_pmip.kernel", "mcproxy_pmip.proxy", "mcproxy_pmip.config",
+                              "mcproxy_pmip.control", "mcproxy_pmip.dataplane"),
     "config": IO_MODULES + ("mcproxy_pmip.kernel", "mcproxy_pmip.proxy", "mcproxy_pmip.control"),
     "kernel": ("twisted", "scapy", "mcproxy_pmip.proxy", "mcproxy_pmip.control", "mcproxy_pmip.dataplane",
                "mcproxy_pmip.membership", "mcproxy_pmip.config"),

@@ -97,7 +97,7 @@ def test_completion_skips_global_options_and_their_values() -> None:
 
 
 def test_completion_of_a_commands_arguments() -> None:
-    assert _complete("mcproxy-pmip-ctl binding ") == ["attach", "detach", "refresh"]
+    assert _complete("mcproxy-pmip-ctl binding ") == ["attach", "detach", "prepare", "refresh"]
     options = _complete("mcproxy-pmip-ctl binding attach --")
     assert {"--mn-id", "--access-if", "--hnp", "--previous-mag", "--args"} <= set(options)
     assert _complete("mcproxy-pmip-ctl handover-prepare --mn-id mn1 --t") == ["--target"]

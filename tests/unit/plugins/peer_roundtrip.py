@@ -32,7 +32,7 @@ def main(reactor, directory: str):
     creds = {name: load_credentials(*f.values()) for name, f in files.items()}
     stored, held = [], {}
 
-    def on_push(peer, mn_id, entries):
+    def on_push(peer, mn_id, entries, lma=None):
         stored.append([peer, mn_id, entries_json(entries)])
         held[mn_id] = (peer, entries)
 

@@ -61,7 +61,7 @@ class Server:
         self.push_error = push_error
         self.factory = PeerServerFactory(PEERS, self._push, self._fetch, self.clock, credentials, limits)
 
-    def _push(self, peer, mn_id, entries):
+    def _push(self, peer, mn_id, entries, lma=None):
         self.pushed.append((peer, mn_id, entries))
         return self.push_error
 
@@ -130,7 +130,7 @@ HUGE_NUMBER = b'{"op": "push", "mn_id": "m", "context": [{"family": "ipv4", "cod
     (HUGE_NUMBER, "not JSON"),
     (b'{"op": "fetch", "mn_id": NaN}', "NaN is not JSON"),
     (b"[]", "need a JSON object"),
-    (b'{"op": "drop", "mn_id": "m"}', "op must be push or fetch"),
+    (b'{"op": "drop", "mn_id": "m"}', "op must be push, fetch or forwarded"),
     (b'{"op": "fetch", "mn_id": 7}', "mn_id must be a string"),
     (b'{"op": "fetch", "mn_id": ""}', "mn_id must be a string"),
     (b'{"op": "fetch", "mn_id": "' + b"m" * 256 + b'"}', "mn_id must be a string"),

@@ -65,8 +65,11 @@ class FakePeerClient:
         self.pending.append(defer.Deferred())
         return self.pending[-1]
 
-    def push(self, peer, mn_id, context):
+    def push(self, peer, mn_id, context, lma=None):
         return self._request("push", peer, mn_id, context)
+
+    def forwarded(self, peer, mn_id, last):
+        return self._request("forwarded", peer, mn_id, last)
 
     def fetch(self, peer, mn_id):
         return self._request("fetch", peer, mn_id)
