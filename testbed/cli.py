@@ -31,15 +31,35 @@ from mcproxy_pmip_testbed.scenario import (CONTEXT_TRANSFERS, MODES, Scenario, d
                                            load_scenario)
 
 COLUMNS = ("handover", "mn", "from_mag", "to_mag", "family", "group", "l2_outage_ms", "gap_ms",
-           "lost", "duplicated", "attach_to_upstream_report_ms", "attach_to_first_packet_ms")
+           "lost", "duplicated", "reordered", "attach_to_upstream_report_ms",
+           "attach_to_first_packet_ms", "attach_to_last_buffered_packet_ms")
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
 
 
 def summary_table(rows: Sequence[dict[str, Any]]) -> str:
-    header = ["#", "mn", "from", "to", "fam", "group", "l2 ms", "gap ms", "lost", "dup",
-              "att->rep ms", "att->pkt ms"]
-    cells = [header] + [["-" if row[c] is None else str(row[c]) for c in COLUMNS] for row in rows]
+    header = ["#", "mn", "from", "to", "fam", "group", "l2 ms", "gap ms", "lost", "dup", "reo",
+              "att->rep ms", "att->pkt ms", "att->buf ms"]
+    cells = [header] + [[_cell(row.get(c)) for c in COLUMNS] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     return "\n".join("  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells)
+
+
+def fault_lines(results: dict[str, Any]) -> str:
+    """Lost / duplicated / reordered per handover (with its families) and per family."""
+    def counts(figures: dict[str, Any]) -> str:
+        return " ".join(f"{key} {_cell(figures[key])}" for key in ("lost", "duplicated", "reordered"))
+
+    lines = []
+    for entry in results["per_handover"]:
+        families = "; ".join(f"{family} {counts(figures)}"
+                             for family, figures in entry["families"].items())
+        lines.append(f"handover {entry['handover']}: {counts(entry)} ({families})")
+    for family, figures in results["per_family"].items():
+        lines.append(f"all handovers {family}: {counts(figures)}")
+    return "\n".join(lines)
 
 
 def _terminate(signum: int, _frame: object) -> None:
@@ -78,6 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"data plane: {plane_summary(results['data_planes'])} (requested "
           f"{results['data_plane']}); {access}")
     print(summary_table(results["handovers"]))
+    print(fault_lines(results))
     print(f"results: {out / 'results.json'}  plot: {out / 'plot.png'}")
     return 0
 

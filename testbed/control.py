@@ -27,7 +27,11 @@ class ControlClient:
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout_interval)
-        self.sock.connect(str(path))
+        try:
+            self.sock.connect(str(path))
+        except OSError:
+            self.sock.close()
+            raise
         self.reader = self.sock.makefile("rb")
         self.ids = itertools.count(1)
 

@@ -40,7 +40,7 @@ class DaemonRole:
 
     node: str
     kind: str  # "lma" | "mag"
-    mode: str  # "static" | "plugin" | "context"
+    mode: str  # "static" | "plugin" | "context" | "predictive"
     instances: tuple[ProxyInstancePlan, ...]
     other_interfaces: tuple[str, ...]  # interfaces the daemon must leave alone
     plugin_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # pmipv6, MAGs
@@ -60,7 +60,7 @@ class DaemonSpec:
     families: frozenset[int]  # IP versions it proxies
     has_control: bool  # speaks the JSON-lines control protocol
     data_planes: tuple[str, ...] = ("mroute",)
-    plugin_argv: tuple[str, ...] = ()  # appended in plugin/context modes
+    plugin_argv: tuple[str, ...] = ()  # appended outside static mode
 
     def command(self, role: DaemonRole, config: Path, control: Path,
                 data_plane: str = "auto") -> list[str]:
@@ -72,7 +72,7 @@ class DaemonSpec:
         return argv
 
     def runs_plugin(self, role: DaemonRole) -> bool:
-        """Whether the daemon of ``role`` runs with the pmipv6 plugin (MAGs in plugin/context modes)."""
+        """Whether the daemon of ``role`` runs with the pmipv6 plugin (MAGs in every mode but static)."""
         return bool(self.plugin_argv) and role.mode != "static" and role.kind == "mag"
 
     @property
@@ -87,7 +87,7 @@ def _plugin_installed() -> bool:
 def mcproxy_config(role: DaemonRole) -> str:
     """mcproxy grammar: IGMPv3 and MLDv2 together, one pinstance per instance.
 
-    In plugin/context modes a MAG starts with no instance: the pmipv6 plugin
+    Outside static mode a MAG starts with no instance: the pmipv6 plugin
     creates one per tunnel at the first attach (docs/scenarios.md item 18). With plugin
     settings (the MAG-to-MAG context channel) the MAG's config is YAML instead.
     """

@@ -8,7 +8,8 @@ and MAC, and the MN keeps its home network prefix (HNP) and IPv4 home address
 LMA (RFC 5213 §6.10.3 bi-directional tunnel) over an IPv6 underlay link.
 
 Interface names live inside per-run namespaces, so only the namespace names
-carry the run prefix (``mptb<runid>-<node>``); interface names stay < 16 chars.
+carry the run prefix (``mptb<runid>-<node>``, ``Plan.prefix`` for another than
+mptb); interface names stay < 16 chars.
 
 Each MN has a point-to-point access link ``a<i>`` on every MAG (the access
 link type of RFC 5213). Only a MAG daemon on the mroute data plane is limited
@@ -87,10 +88,11 @@ class Plan:
     tunnels: tuple[TunnelPlan, ...]
     mns: tuple[MnPlan, ...]
     access_bridge: bool  # MNs of a MAG hang off one bridge (a MAG on mroute beyond 31 vifs)
+    prefix: str = PREFIX  # of namespace and socket folder names (tests use their own)
 
     def ns(self, node: str) -> str:
         """The namespace of a node (``src``, ``radio``, an LMA, MAG or MN name)."""
-        return f"{PREFIX}{self.run_id}-{node}"
+        return f"{self.prefix}{self.run_id}-{node}"
 
     @property
     def namespaces(self) -> tuple[str, ...]:
@@ -161,7 +163,8 @@ def access_bridge_needed(setting: str, mag_plane: str, topology: Topology) -> bo
     return mag_plane == "mroute" and most_mns_per_lma(topology) > MAX_VIFS_PER_TABLE - 1
 
 
-def make_plan(topology: Topology, run_id: str | None = None, mag_plane: str = "nftables") -> Plan:
+def make_plan(topology: Topology, run_id: str | None = None, mag_plane: str = "nftables",
+              prefix: str = PREFIX) -> Plan:
     """Compute every name and address of a run. Raises ValueError past the address plan.
 
     ``mag_plane``: the data plane the MAG daemons run on (``planes.decide`` predicts it);
@@ -198,4 +201,5 @@ def make_plan(topology: Topology, run_id: str | None = None, mag_plane: str = "n
             mn_if="wlan0", radio_bridge=f"r{i}", radio_mn_port=f"m{i}",
         ))
     return Plan(run_id=run_id, topology=topology, tunnels=tuple(tunnels), mns=tuple(mns),
-                access_bridge=access_bridge_needed(topology.access_bridge, mag_plane, topology))
+                access_bridge=access_bridge_needed(topology.access_bridge, mag_plane, topology),
+                prefix=prefix)

@@ -31,7 +31,7 @@ from mcproxy_pmip.config.model import DATA_PLANES
 from mcproxy_pmip.dataplane.choice import (KERNEL_OPTION, MRT_MAX_INTERFACES, PlaneChoice, choose,
                                            missing_mroute)
 from mcproxy_pmip_testbed.daemons import DaemonRole, DaemonSpec
-from mcproxy_pmip_testbed.plan import Plan, access_bridge_needed, make_plan, new_run_id
+from mcproxy_pmip_testbed.plan import PREFIX, Plan, access_bridge_needed, make_plan, new_run_id
 from mcproxy_pmip_testbed.scenario import Topology
 
 #: what the kernel lacks for multicast routing of some families (None: nothing)
@@ -111,7 +111,8 @@ def _refuse_unservable(spec: DaemonSpec, role: DaemonRole, choice: PlaneChoice,
 
 
 def decide(requested: str, spec: DaemonSpec, topology: Topology, roles_of: RolesOf,
-           run_id: str | None = None, probe: MrouteProbe = kernel_missing_mroute) -> PlaneDecision:
+           run_id: str | None = None, probe: MrouteProbe = kernel_missing_mroute,
+           prefix: str = PREFIX) -> PlaneDecision:
     """The plan of a run on the data plane ``requested``, or DataPlaneError saying why not.
 
     The MAGs' plane is first found with point-to-point access links; only where a MAG then
@@ -120,7 +121,7 @@ def decide(requested: str, spec: DaemonSpec, topology: Topology, roles_of: Roles
     """
     check_request(requested, spec)
     run_id = run_id or new_run_id()
-    plan = make_plan(topology, run_id, mag_plane="nftables")
+    plan = make_plan(topology, run_id, mag_plane="nftables", prefix=prefix)
 
     def choices(on: Plan) -> dict[str, tuple[DaemonRole, PlaneChoice]]:
         return {role.node: (role, expected_choice(requested, spec, role, probe))
@@ -131,7 +132,7 @@ def decide(requested: str, spec: DaemonSpec, topology: Topology, roles_of: Roles
                         if role.kind == "mag")
     if access_bridge_needed(topology.access_bridge, "mroute" if mag_on_mroute else "nftables",
                             topology) != plan.access_bridge:
-        plan = make_plan(topology, run_id, mag_plane="mroute")
+        plan = make_plan(topology, run_id, mag_plane="mroute", prefix=prefix)
         expected = choices(plan)
     for role, choice in expected.values():
         _refuse_unservable(spec, role, choice, probe)

@@ -4,13 +4,13 @@ Decide the daemons' data plane and with it the plan (``planes``), build the
 domain, start a daemon on every LMA and MAG and read back the plane each one
 chose, captures on the MAG tunnels, a receiver per subscribed MN and the
 sender; drive the handovers on schedule; stop everything; measure, write
-``results.json`` and ``plot.png``. Everything is torn down on success,
+``results.json`` (rows, the handover timeline, fault totals; through
+``results.write_results``) and ``plot.png``. Everything is torn down on success,
 failure and Ctrl-C.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import sys
@@ -26,10 +26,11 @@ from mcproxy_pmip_testbed.build import Testbed
 from mcproxy_pmip_testbed.control import ControlClient
 from mcproxy_pmip_testbed.daemons import DaemonRole, DaemonSpec, ProxyInstancePlan
 from mcproxy_pmip_testbed.driver import HandoverDriver
-from mcproxy_pmip_testbed.measure import StreamInfo, measure
+from mcproxy_pmip_testbed.measure import StreamInfo, fault_totals, measure
 from mcproxy_pmip_testbed.payload import parse_arrivals
-from mcproxy_pmip_testbed.plan import SOURCE_V4, SOURCE_V6, Plan
+from mcproxy_pmip_testbed.plan import PREFIX, SOURCE_V4, SOURCE_V6, Plan
 from mcproxy_pmip_testbed.plot import plot_run
+from mcproxy_pmip_testbed.results import write_results
 from mcproxy_pmip_testbed.scenario import Scenario
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,13 @@ Progress = Callable[[str], None]
 
 def best_mode(spec: DaemonSpec) -> str:
     return "context" if spec.supports_plugin else "static"
+
+
+def tunnel_for_lma(plan: Plan, mag: str) -> dict[str, str]:
+    """pmipv6 ``tunnel_for_lma`` of ``mag``: each LMA address an MN's binding may name (the LMA's
+    underlay address towards any MAG) -> ``mag``'s tunnel to that LMA, where a context pushed by
+    the MN's previous MAG prepares the MN."""
+    return {str(t.lma_underlay.ip): plan.tunnel(t.lma, mag).mag_tunnel_if for t in plan.tunnels}
 
 
 def peer_settings(plan: Plan, mag: str, tls_dir: Path | None = None) -> dict[str, Any]:
@@ -69,25 +77,35 @@ def daemon_roles(plan: Plan, mode: str, transfer: str = "control",
                               plan.mag_downstreams(mag, lma))
             for lma in plan.topology.lmas)
         underlays = tuple(plan.tunnel(lma, mag).mag_underlay_if for lma in plan.topology.lmas)
-        channel = mode == "context" and transfer != "control"
+        settings: dict[str, Any] = {}
+        if mode == "predictive" or (mode == "context" and transfer != "control"):
+            settings = peer_settings(plan, mag, tls_dir)
+        if mode == "predictive":
+            settings["tunnel_for_lma"] = tunnel_for_lma(plan, mag)
         roles.append(DaemonRole(node=mag, kind="mag", mode=mode, instances=instances,
-                                other_interfaces=("lo", *underlays),
-                                plugin_settings=peer_settings(plan, mag, tls_dir) if channel else {}))
+                                other_interfaces=("lo", *underlays), plugin_settings=settings))
     return roles
 
 
-def _wait_for(path: Path, interval: float) -> bool:
+def _connect(path: Path, interval: float) -> ControlClient | None:
+    """A client of the control socket at ``path`` once it accepts, None after ``interval``.
+
+    The socket file exists from the daemon's bind on, a moment before it listens: a
+    connection refused in that moment is tried again.
+    """
     deadline_at = time.monotonic() + interval
-    while time.monotonic() < deadline_at:
-        if path.exists():
-            return True
-        time.sleep(0.02)
-    return path.exists()
+    while True:
+        try:
+            return ControlClient(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            if time.monotonic() > deadline_at:
+                return None
+            time.sleep(0.02)
 
 
 class ScenarioRun:
     def __init__(self, scenario: Scenario, mode: str, out: Path, spec: DaemonSpec,
-                 progress: Progress) -> None:
+                 progress: Progress, prefix: str = PREFIX) -> None:
         self.scenario = scenario
         self.mode = mode
         self.out = out
@@ -98,11 +116,12 @@ class ScenarioRun:
         self.transfer = scenario.options.context_transfer if mode == "context" else None
         self.data_plane = scenario.options.data_plane
         decision = planes.decide(self.data_plane, spec, scenario.topology,
-                                 lambda plan: daemon_roles(plan, mode, self.transfer or "control"))
+                                 lambda plan: daemon_roles(plan, mode, self.transfer or "control"),
+                                 prefix=prefix)
         self.plan = decision.plan
         self.expected_planes = decision.expected
         self.planes: dict[str, str | None] = {}  # node -> the plane its daemon runs on
-        self.sockdir = Path(tempfile.mkdtemp(prefix=f"mptb{self.plan.run_id}-"))
+        self.sockdir = Path(tempfile.mkdtemp(prefix=f"{prefix}{self.plan.run_id}-"))
         self.controls: dict[str, ControlClient] = {}
         self.streams = {i: StreamInfo(i, s.name, "ipv4" if s.family.value == 4 else "ipv6",
                                       str(s.group))
@@ -117,10 +136,11 @@ class ScenarioRun:
             testbed.processes.start(f"daemon-{role.node}", self.plan.ns(role.node),
                                     self.spec.command(role, config, control, self.data_plane))
             if self.spec.has_control:
-                if not _wait_for(control, 10.0):
+                client = _connect(control, 10.0)
+                if client is None:
                     raise RuntimeError(f"{self.spec.name} on {role.node} opened no control "
                                        f"socket (log: {testbed.processes.log_path('daemon-' + role.node)})")
-                self.controls[role.node] = ControlClient(control)
+                self.controls[role.node] = client
             self.planes[role.node] = self._running_plane(role.node)
         transfer = f", context transfer {self.transfer}" if self.transfer else ""
         self.progress(f"daemons: {self.spec.name} on {len(self.plan.topology.lmas)} LMA(s) and "
@@ -189,7 +209,8 @@ class ScenarioRun:
                 self._start_daemons(testbed)
                 self._start_captures(testbed)
                 driver = HandoverDriver(testbed, self.mode, self.controls,
-                                        options.binding_lifetime, transfer=self.transfer)
+                                        options.binding_lifetime, transfer=self.transfer,
+                                        lead_interval=options.prepare_lead_interval)
                 for mn in self.plan.mns:
                     driver.initial_attach(mn.name)
                 self._start_traffic(testbed)
@@ -205,7 +226,8 @@ class ScenarioRun:
                     record = driver.handover(step)
                     self.progress(f"[{time.monotonic() - started:6.2f}s] handover "
                                   f"{record.index}: {step.mn} {record.from_mag} -> {step.to}")
-                remaining = started + self.scenario.duration_interval - time.monotonic()
+                lead = options.prepare_lead_interval if self.mode == "predictive" else 0.0
+                remaining = started + self.scenario.duration_interval + lead - time.monotonic()
                 if remaining > 0:
                     time.sleep(remaining)
                 end_at = time.time()
@@ -243,12 +265,13 @@ class ScenarioRun:
             "access_bridge": self.plan.access_bridge,
             "tunnel": tunnel_kind, "build_seconds": build_interval, "started_at": origin_at,
             "ended_at": end_at, "handovers": rows,
+            "timeline": [record.timeline() for record in records], **fault_totals(rows),
         }
-        (self.out / "results.json").write_text(json.dumps(results, indent=2))
+        write_results(self.out / "results.json", results)
         plot_run(self.out / "plot.png", arrivals, self.streams, records, origin_at)
         return results
 
 
 def run_scenario(scenario: Scenario, mode: str, out: Path, spec: DaemonSpec,
-                 progress: Progress = lambda _text: None) -> dict[str, Any]:
-    return ScenarioRun(scenario, mode, out, spec, progress).execute()
+                 progress: Progress = lambda _text: None, prefix: str = PREFIX) -> dict[str, Any]:
+    return ScenarioRun(scenario, mode, out, spec, progress, prefix).execute()

@@ -21,7 +21,7 @@ from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.config.model import DATA_PLANES
 from mcproxy_pmip.errors import ConfigError, ConfigProblem
 
-MODES = ("static", "plugin", "context")
+MODES = ("static", "plugin", "context", "predictive")
 #: How context mode moves the subscription context: through the driver (control), or over the
 #: MAG-to-MAG channel pushed before the handover (predictive) or fetched at attach (reactive).
 CONTEXT_TRANSFERS = ("control", "predictive", "reactive")
@@ -103,6 +103,7 @@ class Options:
     binding_lifetime: int = 3600
     context_transfer: str = "control"  # one of CONTEXT_TRANSFERS; context mode only
     data_plane: str = "auto"  # one of DATA_PLANES, passed to every mcproxy-pmip daemon
+    prepare_lead_interval: float = 0.1  # predictive mode: handover-prepare this long before detach
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -313,7 +314,7 @@ def validate_scenario(document: Any, file: str = "<scenario>") -> Scenario:
             problems.add(f"handovers[{index}]", "starts before the same MN's previous handover ends")
     opts = _mapping(doc.get("options", {}), "options", problems)
     unknown = set(opts) - {"warmup_s", "tail_s", "mn_sees_link_change", "capture",
-                           "binding_lifetime", "context_transfer", "data_plane"}
+                           "binding_lifetime", "context_transfer", "data_plane", "prepare_lead_s"}
     if unknown:
         problems.add("options", f"unknown keys {sorted(unknown)}")
     link_change = opts.get("mn_sees_link_change", False)
@@ -340,6 +341,7 @@ def validate_scenario(document: Any, file: str = "<scenario>") -> Scenario:
         binding_lifetime=int(_number(opts, "binding_lifetime", 3600.0, "options", problems, 1.0)),
         context_transfer=transfer,
         data_plane=data_plane,
+        prepare_lead_interval=_number(opts, "prepare_lead_s", 0.1, "options", problems),
     )
     if handovers and handovers[0].at < options.warmup_interval:
         problems.add("handovers[0].at", "must not be earlier than options.warmup_s")

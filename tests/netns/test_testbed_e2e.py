@@ -2,7 +2,9 @@
 
 The CLI runs the embedded default scenario in static mode as a subprocess
 (what CI runs) on the data plane ``auto`` picks; a shortened scenario runs in
-context mode through the API. Both check the results folder against
+context mode through the API, and in predictive mode (namespaces prefixed
+``tbp``), whose recorded timeline must show the driver's order of events.
+All check the results folder against
 docs/testbed.md (with the plane each daemon reports: mroute where the kernel
 has multicast routing, except for MAGs with the pmipv6 plugin, else nftables)
 and that nothing is left behind. Timings are printed, never asserted.
@@ -30,11 +32,15 @@ pytestmark = pytest.mark.netns
 
 TESTBED = Path(sys.executable).parent / "mcproxy-pmip-testbed"
 RUN_KEYS = {"run_id", "mode", "context_transfer", "daemon", "data_plane", "data_planes",
-            "access_bridge", "tunnel", "build_seconds", "started_at", "ended_at", "handovers"}
+            "access_bridge", "tunnel", "build_seconds", "started_at", "ended_at", "handovers",
+            "timeline", "per_handover", "per_family"}
 ROW_KEYS = {"handover", "mn", "from_mag", "to_mag", "mode", "stream", "family", "group",
-            "detach_at", "attach_at", "l2_outage_ms", "gap_ms", "lost", "duplicated",
-            "attach_to_upstream_report_ms", "attach_to_first_packet_ms"}
-OPTIONAL_NUMBERS = ("gap_ms", "lost", "attach_to_upstream_report_ms", "attach_to_first_packet_ms")
+            "detach_at", "attach_at", "l2_outage_ms", "gap_ms", "lost", "duplicated", "reordered",
+            "attach_to_upstream_report_ms", "attach_to_first_packet_ms",
+            "attach_to_last_buffered_packet_ms"}
+OPTIONAL_NUMBERS = ("gap_ms", "lost", "attach_to_upstream_report_ms", "attach_to_first_packet_ms",
+                    "attach_to_last_buffered_packet_ms")
+FAULTS = {"lost", "duplicated", "reordered"}
 
 SHORT_SCENARIO = """\
 topology:
@@ -73,9 +79,20 @@ def check_results(out: Path, mode: str, handovers: int) -> dict[str, Any]:
         assert set(row) == ROW_KEYS, sorted(set(row) ^ ROW_KEYS)
         assert row["mode"] == mode and row["family"] in ("ipv4", "ipv6")
         assert row["detach_at"] < row["attach_at"] and row["l2_outage_ms"] >= 50
-        assert isinstance(row["duplicated"], int)
+        assert isinstance(row["duplicated"], int) and isinstance(row["reordered"], int)
         for key in OPTIONAL_NUMBERS:
             assert row[key] is None or row[key] >= 0, (key, row[key])
+    assert [entry["handover"] for entry in results["timeline"]] == list(range(handovers))
+    assert [entry["handover"] for entry in results["per_handover"]] == list(range(handovers))
+    for entry in results["per_handover"]:
+        assert set(entry) == FAULTS | {"handover", "families"}
+        assert set(entry["families"]) == {"ipv4", "ipv6"}
+        assert all(set(figures) == FAULTS for figures in entry["families"].values())
+    assert set(results["per_family"]) == {"ipv4", "ipv6"}
+    for family, figures in results["per_family"].items():
+        mine = [row for row in rows if row["family"] == family]
+        assert figures["duplicated"] == sum(row["duplicated"] for row in mine)
+        assert figures["reordered"] == sum(row["reordered"] for row in mine)
     for name in ("plot.png", "mn1.arrivals", "sender.json", "mag1-tun1.pcap", "mag2-tun1.pcap",
                  "lma1.conf", "mag1.conf", "mag2.conf", "daemon-lma1.log", "daemon-mag1.log",
                  "daemon-mag2.log", "relay-mag1.log"):
@@ -85,8 +102,8 @@ def check_results(out: Path, mode: str, handovers: int) -> dict[str, Any]:
     return results
 
 
-def assert_nothing_left(run_id: str) -> None:
-    prefix = f"mptb{run_id}"
+def assert_nothing_left(run_id: str, prefix: str = "mptb") -> None:
+    prefix = f"{prefix}{run_id}"
     namespaces = nsutil.list_namespaces(prefix)
     assert namespaces == [], f"namespaces left behind: {namespaces}"
     stray = []
@@ -135,3 +152,39 @@ def test_context_mode_measures_upstream_report(tmp_path) -> None:
         assert row["gap_ms"] is not None and row["attach_to_first_packet_ms"] is not None, \
             f"{row['family']}: the stream did not come back after the handover"
     assert_nothing_left(results["run_id"])
+
+
+PREDICTIVE_ORDER = ("prepare_sent", "prepare_answered", "detach_sent", "detach_answered",
+                    "radio_detach", "radio_attach", "route_switch", "attach_sent", "attach_answered")
+
+
+@pytest.fixture
+def tbp_cleanup():
+    """Namespaces and processes of runs prefixed ``tbp`` removed, also when the run fails."""
+    yield "tbp"
+    nsutil.clean_leftovers("tbp")
+
+
+def test_predictive_mode_prepares_then_detaches_before_the_radio(tmp_path, tbp_cleanup) -> None:
+    out = tmp_path / "predictive"
+    scenario = load_scenario(SHORT_SCENARIO.replace("warmup_s: 1.5,",
+                                                    "warmup_s: 1.5, prepare_lead_s: 0.05,"))
+    assert scenario.options.prepare_lead_interval == 0.05
+    results = run_scenario(scenario, "predictive", out, mcproxy_pmip_spec(), prefix=tbp_cleanup)
+    check_results(out, "predictive", handovers=1)
+    print_rows(results)
+    print(json.dumps(results["timeline"], indent=1), json.dumps(results["per_family"]))
+    events = results["timeline"][0]["events"]
+    assert tuple(events) == PREDICTIVE_ORDER, list(events)
+    times = [events[name] for name in PREDICTIVE_ORDER]
+    assert times == sorted(times), events
+    assert events["radio_detach"] - events["prepare_answered"] >= 0.05, "the lead time was waited"
+    row = results["handovers"][0]
+    assert (row["detach_at"], row["attach_at"]) == (events["radio_detach"], events["radio_attach"])
+    buffer = results["timeline"][0]["buffer"]
+    assert buffer is None or {"flushed", "skipped", "overflow", "marker"} <= set(buffer), buffer
+    config = (out / "mag2.conf").read_text()
+    assert "tunnel_for_lma" in config and "peers" in config, config
+    for row in results["handovers"]:
+        assert row["gap_ms"] is not None, f"{row['family']}: the stream did not come back"
+    assert_nothing_left(results["run_id"], prefix=tbp_cleanup)
