@@ -45,7 +45,8 @@ PLANES = ("nftables", "mroute")
 WAITS_FOR_QUERY = ("static", "plugin")
 METRICS = (("gap_ms", "gap ms"), ("lost", "lost"), ("duplicated", "dup"),
            ("reordered", "reo"), ("attach_to_first_packet_ms", "att->first ms"),
-           ("attach_to_last_buffered_packet_ms", "att->last buf ms"))
+           ("binding_attach_to_first_packet_ms", "bind->first ms"),
+           ("binding_attach_to_last_buffered_packet_ms", "bind->last buf ms"))
 
 
 def bench_scenario(mode: str, outages_ms: Sequence[float], rate: float, plane: str) -> Scenario:

@@ -16,6 +16,9 @@ JSON schema and the exact definitions):
   new MAG's tunnel that joins the stream's group (the new MAG joining upstream,
   RFC 4605 §4.1);
 * ``attach_to_first_packet_ms``: attach to that first arrival;
+* ``binding_attach_to_first_packet_ms`` / ``binding_attach_to_last_buffered_packet_ms``:
+  the same two, counted from the moment the driver sent the new MAG its
+  binding attach (the ``attach_sent`` event; the daemon cannot act before);
 * ``attach_to_last_buffered_packet_ms``: attach to the last arrival after the
   attach of a packet sent before it (what a prepared MAG buffered and flushed,
   RFC 5949 §3 buffering applied to multicast as in RFC 7411).
@@ -167,8 +170,20 @@ def measure_stream_extended(handover: HandoverRecord, stream: StreamInfo,
     """``measure_stream``'s row with the testbed's extra keys (``results.OPTIONAL_HANDOVER_KEYS``):
     ``reordered`` and ``attach_to_last_buffered_packet_ms``."""
     row, faults, last_buffered = _measure(handover, stream, arrivals, window_end_at, report_times)
+    binding_attach = dict(handover.events).get("attach_sent")
+    first, last = row["attach_to_first_packet_ms"], _ms(last_buffered)
+    since_binding = None if binding_attach is None else (binding_attach - handover.attach_at) * 1000
     return {**row, "reordered": faults.reordered,
-            "attach_to_last_buffered_packet_ms": _ms(last_buffered)}
+            "attach_to_last_buffered_packet_ms": last,
+            "binding_attach_to_first_packet_ms": _since(first, since_binding),
+            "binding_attach_to_last_buffered_packet_ms": _since(last, since_binding)}
+
+
+def _since(after_radio_ms: float | None, binding_after_radio_ms: float | None) -> float | None:
+    """A delay after the radio attach, counted from the binding attach instead."""
+    if after_radio_ms is None or binding_after_radio_ms is None:
+        return None
+    return round(after_radio_ms - binding_after_radio_ms, 3)
 
 
 def fault_totals(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from typing import Any
 HANDOVER_KEYS = ("handover", "mn", "from_mag", "to_mag", "mode", "stream", "family", "group",
                  "detach_at", "attach_at", "l2_outage_ms", "gap_ms", "lost", "duplicated",
                  "attach_to_upstream_report_ms", "attach_to_first_packet_ms")
-OPTIONAL_HANDOVER_KEYS = ("reordered", "attach_to_last_buffered_packet_ms")
+OPTIONAL_HANDOVER_KEYS = ("reordered", "attach_to_last_buffered_packet_ms", "binding_attach_to_first_packet_ms",
+                          "binding_attach_to_last_buffered_packet_ms")
 
 
 def check_results(results: dict[str, Any], where: str = "results") -> dict[str, Any]:

@@ -37,9 +37,11 @@ RUN_KEYS = {"run_id", "mode", "context_transfer", "daemon", "data_plane", "data_
 ROW_KEYS = {"handover", "mn", "from_mag", "to_mag", "mode", "stream", "family", "group",
             "detach_at", "attach_at", "l2_outage_ms", "gap_ms", "lost", "duplicated", "reordered",
             "attach_to_upstream_report_ms", "attach_to_first_packet_ms",
-            "attach_to_last_buffered_packet_ms"}
+            "attach_to_last_buffered_packet_ms", "binding_attach_to_first_packet_ms",
+            "binding_attach_to_last_buffered_packet_ms"}
 OPTIONAL_NUMBERS = ("gap_ms", "lost", "attach_to_upstream_report_ms", "attach_to_first_packet_ms",
-                    "attach_to_last_buffered_packet_ms")
+                    "attach_to_last_buffered_packet_ms", "binding_attach_to_first_packet_ms",
+                    "binding_attach_to_last_buffered_packet_ms")
 FAULTS = {"lost", "duplicated", "reordered"}
 
 SHORT_SCENARIO = """\

@@ -5,6 +5,8 @@ arrival lists."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import itertools
 
 import pytest
@@ -151,6 +153,19 @@ def test_lost_counts_holes_after_the_flushed_burst_too() -> None:
     # 100..149 were sent (1 ms per seq from 9.9) before the attach at 10.05: the burst's end
     assert row["attach_to_last_buffered_packet_ms"] == pytest.approx(1.0 + 4.9, abs=0.01)
     assert row["attach_to_first_packet_ms"] == pytest.approx(1.0, abs=0.01)
+
+
+def test_delays_from_the_binding_attach_use_the_timeline() -> None:
+    sent = dataclasses.replace(HANDOVER, events=(("radio_attach", HANDOVER.attach_at),
+                                                 ("attach_sent", HANDOVER.attach_at + 0.0006)))
+    pairs = [(seq, 9.9 + seq * 0.0001) for seq in range(100)]
+    pairs += [(seq, 10.051 + (seq - 100) * 0.0001) for seq in range(100, 160)]
+    row = measure_stream_extended(sent, V6, arrivals(pairs, origin=9.9), 20.0, None)
+    assert row["binding_attach_to_first_packet_ms"] == pytest.approx(row["attach_to_first_packet_ms"] - 0.6)
+    assert row["binding_attach_to_last_buffered_packet_ms"] == pytest.approx(
+        row["attach_to_last_buffered_packet_ms"] - 0.6)
+    assert measure_stream_extended(HANDOVER, V6, arrivals(pairs, origin=9.9), 20.0,
+                                   None)["binding_attach_to_first_packet_ms"] is None, "no timeline"
 
 
 def test_lost_is_null_without_a_packet_after_the_attach() -> None:
