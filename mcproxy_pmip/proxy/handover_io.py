@@ -13,6 +13,7 @@ docs/handover.md tells the protocol; this is its IO half (the buffer itself is
   forwarding is committed and the packets that came during the commit are
   sent too, unless a tap on the access link saw the kernel forward them.
   The buffer's figures come back as a dict.
+- Packet sockets are closed in the reactor's thread pool (``close_off_the_reactor``).
 - ``ForwardRecorder``: on the previous MAG, from a ``handover-prepare`` until
   the MN's detach, a tap on the MN's access link keeps the identity of the
   last packet per group the kernel sent there: the markers the next MAG
@@ -32,6 +33,32 @@ from mcproxy_pmip.proxy.reader import SocketReader
 from mcproxy_pmip.wire.datagram import forwarded_copy, multicast_addresses, packet_identity
 
 log = logging.getLogger(__name__)
+
+#: the catch-up before the commit sends what keeps arriving for at most this long
+CATCH_UP_INTERVAL = 0.002
+
+
+class _Steps:
+    """How long each step of a delivery took (``<step>_ms``), from one monotonic clock."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self._intervals: dict[str, float] = {}
+
+    def mark(self, step: str) -> None:
+        now = time.perf_counter()
+        self._intervals[step] = now - self._last
+        self._last = now
+
+    def milliseconds(self) -> dict[str, float]:
+        return {f"{step}_ms": round(interval * 1000, 3) for step, interval in self._intervals.items()}
+
+
+def close_off_the_reactor(reactor: Any, sock: Any) -> None:
+    """Close a packet socket in the reactor's thread pool: the kernel waits for an RCU grace
+    period when a packet socket is released (``synchronize_net``, 10-50 ms measured), which
+    would hold up the reply of the attach or detach that closes it. Its reader is already gone."""
+    reactor.callInThread(sock.close)
 
 
 class _TapReading:
@@ -54,7 +81,7 @@ class _TapReading:
         if not self.closed:
             self.closed = True
             self._reactor.removeReader(self._reader)
-            self.tap.close()
+            close_off_the_reactor(self._reactor, self.tap)
 
 
 class PreparedData:
@@ -79,37 +106,47 @@ class PreparedData:
         ``attach()`` makes the link a downstream (its forwarding change is
         not committed yet: that happens at the end of the reactor turn, or at
         ``commit()``); then the packets that arrived meanwhile leave, until
-        the tap has nothing new; then
+        the tap has nothing new (for ``CATCH_UP_INTERVAL`` at most: a stream
+        may never pause); then
         ``commit()`` gives the link to the kernel, and what arrived during
-        the commit and the kernel did not forward (a tap on the access link
-        shows what it did) leaves last. Groups in ``live`` (the link gets
+        the commit and the kernel did not forward (a tap on the access link,
+        opened just before the commit, shows what it did) leaves last. Groups in ``live`` (the link gets
         them already) are not delivered. Closes the tap.
         """
         reading, buffer = self._reading, self.buffer
+        steps = _Steps()
         try:
             reading.read()
             missed, skipped = buffer.take(self._reactor.seconds(), markers, live)
             sender = LinkSender(access_if)
-            live_path = DataTap(access_if, outgoing=True)
+            live_path = None
             try:
                 flushed = _send(sender, (p.packet for p in missed))
+                steps.mark("flush")
                 attach()
-                while fresh := [p for p in reading.tap.read_all() if buffer.wanted(p)]:
-                    flushed += _send(sender, fresh)
-                commit_started = time.perf_counter()
+                steps.mark("attach")
+                caught_up = 0
+                catch_up_ends = time.perf_counter() + CATCH_UP_INTERVAL
+                while (fresh := [p for p in reading.tap.read_all() if buffer.wanted(p)]) \
+                        and time.perf_counter() < catch_up_ends:
+                    caught_up += _send(sender, fresh)
+                live_path = DataTap(access_if, outgoing=True)
+                steps.mark("catch_up")
                 commit()
-                commit_interval = time.perf_counter() - commit_started
-                late = [p for p in reading.tap.read_all() if buffer.wanted(p)]
+                steps.mark("commit")
+                late = fresh + [p for p in reading.tap.read_all() if buffer.wanted(p)]
                 forwarded = {packet_identity(p) for p in live_path.read_all()}
                 late_sent = _send(sender, (p for p in late if packet_identity(p) not in forwarded))
+                steps.mark("late")
             finally:
-                sender.close()
-                live_path.close()
+                close_off_the_reactor(self._reactor, sender)
+                if live_path is not None:
+                    close_off_the_reactor(self._reactor, live_path)
         finally:
             reading.close()
-        figures = {"flushed": flushed, "late": late_sent, "skipped": skipped, "overflow": buffer.overflow,
-                   "unmarked": buffer.unmarked, "buffered": buffer.buffered,
-                   "commit_ms": round(commit_interval * 1000, 3)}
+        figures = {"flushed": flushed + caught_up, "late": late_sent, "skipped": skipped,
+                   "overflow": buffer.overflow, "unmarked": buffer.unmarked, "buffered": buffer.buffered,
+                   **steps.milliseconds()}
         log.info("handover_flushed access_if=%s %s", access_if, " ".join(f"{k}={v}" for k, v in figures.items()))
         return figures
 
