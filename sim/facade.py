@@ -88,6 +88,9 @@ class SimFacade:
         self._owner.follow(core, core.import_downstream(self._owner.now, interface, family,
                                                         version, tuple(records)))
 
+    def commit_forwarding(self, instance: str) -> None:
+        """Forwarding changes are followed as the engine makes them: nothing is pending."""
+
     def subscribe(self, event_name: str,
                   callback: Callable[[ProxyEvent], None]) -> Callable[[], None]:
         return lambda: None

@@ -84,9 +84,10 @@ class InstanceCore:
             f: {} for f in Family}
         #: family -> group -> merged database record
         self._database: dict[Family, dict[IPAddress, MembershipState]] = {f: {} for f in Family}
-        #: each child's last known deadline; ``_touched`` children must be asked again
+        #: each child's last known deadline; ``_touched`` children must be asked again (a dict
+        #: used as an ordered set: the same run gives the same order in every process)
         self._child_deadlines = Deadlines()
-        self._touched: set[RouterInterface | UpstreamHost] = set()
+        self._touched: dict[RouterInterface | UpstreamHost, None] = {}
         #: key -> family -> group -> held subscription
         self._held: dict[str, dict[Family, dict[IPAddress, MembershipState]]] = {}
         for interface in upstreams:
@@ -119,14 +120,14 @@ class InstanceCore:
                    else self._router_options(interface))
         router = RouterInterface(interface, family, own_address, options, self.budget)
         self._routers[family][interface] = router
-        self._touched.add(router)
+        self._touched[router] = None
         return self._follow(now, router.start(now))
 
     def restart_downstream(self, now: float, interface: str, family: Family) -> list[Action]:
         """The downstream's link came back (carrier regained): General Query at once, then
         the startup queries (RFC 3376 §7.1 / RFC 3810 §7.7 start-up); its state is kept."""
         router = self._routers[family][interface]
-        self._touched.add(router)
+        self._touched[router] = None
         return self._follow(now, router.start(now))
 
     def remove_downstream(self, now: float, interface: str, family: Family) -> list[Action]:
@@ -253,7 +254,7 @@ class InstanceCore:
                 selected = selected or desired is not None
             mode, sources = desired if desired is not None else (FilterMode.INCLUDE, _NO_SOURCES)
             host = self._hosts[(interface, family)]
-            self._touched.add(host)
+            self._touched[host] = None
             actions.extend(host.set_membership(now, group, mode, sources))
         return actions
 
@@ -338,7 +339,7 @@ class InstanceCore:
                           (("instance", self.name), ("interface", interface), ("source", source)))]
         actions: list[Action] = []
         records = self._downstream_allowed(interface, records, actions)
-        self._touched.add(router)
+        self._touched[router] = None
         actions.extend(router.handle_report(now, version, records, source))
         return self._follow(now, actions)
 
@@ -375,14 +376,14 @@ class InstanceCore:
         """A query on an upstream goes to the host side; on a downstream, to the election."""
         if interface in self._upstreams:
             host = self._hosts[(interface, family)]
-            self._touched.add(host)
+            self._touched[host] = None
             return host.handle_query(now, query)
         router = self._routers[family].get(interface)
         if router is None:
             return [Trace("query_on_unknown_interface",
                           (("instance", self.name), ("interface", interface),
                            ("source", query.source)))]
-        self._touched.add(router)
+        self._touched[router] = None
         return self._follow(now, router.handle_query(now, query))
 
     # -- context transfer ---------------------------------------------------------------
@@ -398,7 +399,7 @@ class InstanceCore:
         router = self._routers[family][interface]
         actions: list[Action] = []
         records = self._downstream_allowed(interface, records, actions)
-        self._touched.add(router)
+        self._touched[router] = None
         actions.extend(router.import_records(now, version, records))
         return self._follow(now, actions)
 
@@ -412,7 +413,7 @@ class InstanceCore:
         """Fire the due deadlines of every router, re-merge, then the upstream hosts'."""
         self._refresh_deadlines()
         due = self._child_deadlines.pop_due(now)
-        self._touched.update(due)
+        self._touched.update(dict.fromkeys(due))
         actions: list[Action] = []
         for child in due:
             if isinstance(child, RouterInterface):
@@ -433,7 +434,7 @@ class InstanceCore:
         self._touched.clear()
 
     def _forget_child(self, child: RouterInterface | UpstreamHost) -> None:
-        self._touched.discard(child)
+        self._touched.pop(child, None)
         self._child_deadlines.cancel(child)
 
     # -- forwarding (RFC 4605 §4.2) ----------------------------------------------------------

@@ -19,6 +19,8 @@ from mcproxy_pmip.addresses import IPAddress
 from mcproxy_pmip.wire.records import FilterMode
 
 MembershipState = tuple[FilterMode, frozenset[IPAddress]]
+#: every source wanted
+ANY_SOURCE: MembershipState = (FilterMode.EXCLUDE, frozenset())
 
 
 def merge(states: Iterable[MembershipState | None]) -> MembershipState | None:
@@ -26,7 +28,12 @@ def merge(states: Iterable[MembershipState | None]) -> MembershipState | None:
 
     ``None`` entries (no membership on that downstream) are skipped, as are
     INCLUDE entries with no sources; the result is ``None`` when nothing is wanted.
+    One (EXCLUDE, {}) makes the result (EXCLUDE, {}) whatever the others are:
+    the common case of any-source listeners is answered without set work.
     """
+    states = tuple(states)
+    if ANY_SOURCE in states:
+        return ANY_SOURCE
     included: set[IPAddress] = set()
     excluded: set[IPAddress] | None = None
     for state in states:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -275,6 +276,9 @@ class BindingTable:
         self._remove_empty_instance = remove_empty_instance
         self._codec = codec
         self._bindings: dict[str, Binding] = {}
+        #: the same bindings by (tunnel_if, access_if), and how many use each instance
+        self._by_link: dict[tuple[str, str], dict[str, Binding]] = {}
+        self._instance_uses: Counter[str] = Counter()
         self._removing: set[tuple[str, str]] = set()
         #: instances kept for prepared handovers (key -> instance) though no binding uses them yet
         self._reserved: dict[str, str] = {}
@@ -307,14 +311,16 @@ class BindingTable:
 
     # -- events
 
-    def handle(self, event: BindingEvent) -> dict[str, Any]:
+    def handle(self, event: BindingEvent, commit: bool = True) -> dict[str, Any]:
+        """Apply ``event``; an attach's forwarding is committed to the data plane before the
+        reply unless ``commit`` is False (a prepared handover commits it itself, later)."""
         if isinstance(event, MobileNodeDetached):
             return self._detach(event.mn_id, "detach")
         if isinstance(event, BindingRefreshed):
             return self._refresh(event)
-        return self._attach(event)
+        return self._attach(event, commit)
 
-    def _attach(self, event: MobileNodeAttached) -> dict[str, Any]:
+    def _attach(self, event: MobileNodeAttached, commit: bool = True) -> dict[str, Any]:
         if event.lifetime == 0:
             return self._detach(event.mn_id, "deregistration")
         imports = self._decode_context(event.context)
@@ -339,6 +345,8 @@ class BindingTable:
         binding.lifetime = event.lifetime
         self._arm_expiry(binding)
         imported = self._import(binding, imports or carried)
+        if commit:
+            self._facade.commit_forwarding(binding.instance)
         result.update(instance=binding.instance, access_if=binding.access_if,
                       tunnel_if=binding.tunnel_if, expires_in=binding.lifetime,
                       context_records=imported)
@@ -360,6 +368,8 @@ class BindingTable:
         binding = Binding(event.mn_id, event.access_if, event.tunnel_if, instance,
                           event.lma, event.hnp, event.lifetime)
         self._bindings[event.mn_id] = binding
+        self._by_link.setdefault((binding.tunnel_if, binding.access_if), {})[binding.mn_id] = binding
+        self._instance_uses[binding.instance] += 1
         return binding
 
     def _leave_for_move(self, binding: Binding, keep_records: bool) -> list[FamilyRecords]:
@@ -474,11 +484,19 @@ class BindingTable:
         return binding
 
     def _link_users(self, tunnel_if: str, access_if: str) -> list[Binding]:
-        return [b for b in self._bindings.values() if (b.tunnel_if, b.access_if) == (tunnel_if, access_if)]
+        return list(self._by_link.get((tunnel_if, access_if), {}).values())
 
     def _forget(self, binding: Binding) -> None:
         self._cancel_expiry(binding)
         del self._bindings[binding.mn_id]
+        key = (binding.tunnel_if, binding.access_if)
+        users = self._by_link[key]
+        del users[binding.mn_id]
+        if not users:
+            del self._by_link[key]
+        self._instance_uses[binding.instance] -= 1
+        if not self._instance_uses[binding.instance]:
+            del self._instance_uses[binding.instance]
 
     def _remove_downstream(self, binding: Binding) -> None:
         """Remove the binding's access link, marked as the table's own removal while the
@@ -495,9 +513,10 @@ class BindingTable:
         those the facade removed (it keeps instances it did not create)."""
         if not self._remove_empty_instance:
             return []
-        used = {b.instance for b in self._bindings.values()} | set(self._reserved.values())
+        reserved = set(self._reserved.values())
         return [instance for instance in dict.fromkeys(candidates)
-                if instance not in used and self._facade.remove_instance(instance)]
+                if instance not in self._instance_uses and instance not in reserved
+                and self._facade.remove_instance(instance)]
 
     def _arm_expiry(self, binding: Binding) -> None:
         self._cancel_expiry(binding)

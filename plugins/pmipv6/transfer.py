@@ -130,7 +130,7 @@ class ContextChannel:
             return self._table.handle(event)
         if self.prepared is not None and event.mn_id in self.prepared:
             self._take_pushed(event)
-            result = self.prepared.attach(event, self._table.handle)
+            result = self.prepared.attach(event, lambda attach: self._table.handle(attach, commit=False))
             return {**result, "context": "prepared", "records": result["context_records"]}
         pushed = self._take_pushed(event)
         if event.context:
