@@ -1,16 +1,25 @@
-"""Simulator scale: wall time, events per second and peak memory against the number of MNs.
+"""Simulator scale: wall and CPU time, events per second and peak memory against the number of MNs.
 
-    python bench/sim_scale.py [--mns 1000,10000] [--mags 100] [--hours 1] [--mode context] [-n 1]
+    python bench/sim_scale.py [--mns 1000,10000,100000] [--hours 1,1,0.05] [-n 3,1,1]
+                              [--mags 100] [--mode context] [--seed 1] [--profile DIR]
 
-Each size runs in a fresh process (so peak RSS is that run's) on the embedded
-default scenario resized: 2 LMAs, ``--mags`` MAGs on a square-ish grid, the
-given MNs, 1 simulated hour by default. Prints per size the median [min-max]
-of ``-n`` runs of wall seconds and events/s, and the largest peak RSS.
+The embedded default scenario resized: 2 LMAs, ``--mags`` MAGs on a
+square-ish grid, the given MNs. ``--hours`` and ``-n`` (repetitions) are
+given per size, in the order of ``--mns`` (one value: every size). Every run
+is a fresh process (so its peak RSS is its own) with the same seed, so the
+repetitions differ only by the machine. Prints per size the median [min-max]
+of wall seconds, CPU seconds and events per wall second, the events and
+handovers of the run and the largest peak RSS. A size simulated for less
+than an hour also gets its wall time scaled to one hour (linear in simulated
+time, labelled as extrapolated: rows, and so memory, grow the same way).
+``--profile DIR`` adds one run per size under cProfile, not counted in the
+figures, and writes ``DIR/sim-<mns>.prof`` (read with ``python -m pstats``).
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import dataclasses
 import json
 import resource
@@ -18,51 +27,84 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 
-def one(mns: int, mags: int, hours: float, mode: str, seed: int) -> dict[str, float]:
+def one(mns: int, mags: int, hours: float, mode: str, seed: int,
+        profile: str | None = None) -> dict[str, float]:
     from mcproxy_pmip_sim.domain import Simulator
     from mcproxy_pmip_sim.scenario import default_scenario
 
     columns = next(c for c in range(int(mags ** 0.5), 0, -1) if mags % c == 0)
     scenario = dataclasses.replace(default_scenario(), mns=mns, mags=mags, grid_columns=columns,
                                    duration_interval=hours * 3600.0)
-    started = time.perf_counter()
-    sim = Simulator(scenario, mode, seed).run()
-    wall = time.perf_counter() - started
-    return {"wall_s": wall, "events": sim.events, "events_per_s": sim.events / wall,
+    profiler = cProfile.Profile() if profile else None
+    started, cpu = time.perf_counter(), time.process_time()
+    sim = Simulator(scenario, mode, seed)
+    if profiler is not None:
+        profiler.runcall(sim.run)
+        profiler.dump_stats(profile)
+    else:
+        sim.run()
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return {"wall_s": wall, "cpu_s": cpu, "events": sim.events, "events_per_s": sim.events / wall,
             "handovers": sim.counters()["handovers"],
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.1f} [{min(values):.1f}-{max(values):.1f}]"
+def spread(values: list[float], digits: int = 1) -> str:
+    return (f"{statistics.median(values):.{digits}f} "
+            f"[{min(values):.{digits}f}-{max(values):.{digits}f}]")
+
+
+def per_size(text: str, sizes: int, kind: type) -> list:
+    values = [kind(v) for v in text.split(",")]
+    if len(values) == 1:
+        return values * sizes
+    if len(values) != sizes:
+        raise SystemExit(f"give one value or one per size (--mns has {sizes}): {text}")
+    return values
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mns", default="1000,10000")
+    parser.add_argument("--mns", default="1000,10000,100000")
+    parser.add_argument("--hours", default="1,1,0.05", help="simulated hours, per size")
+    parser.add_argument("-n", default="3,1,1", help="repetitions, per size")
     parser.add_argument("--mags", type=int, default=100)
-    parser.add_argument("--hours", type=float, default=1.0)
     parser.add_argument("--mode", default="context")
-    parser.add_argument("-n", type=int, default=1)
-    parser.add_argument("--child", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--profile", metavar="DIR", help="profile each size's first run into DIR")
+    parser.add_argument("--child", nargs=2, type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(one(args.child[0], args.mags, args.hours, args.mode, args.child[1])))
+        print(json.dumps(one(int(args.child[0]), args.mags, args.child[1], args.mode, args.seed,
+                             args.profile)))
         return 0
-    for mns in (int(v) for v in args.mns.split(",")):
+    sizes = [int(v) for v in args.mns.split(",")]
+    hours = per_size(args.hours, len(sizes), float)
+    repetitions = per_size(args.n, len(sizes), int)
+    for mns, duration, n in zip(sizes, hours, repetitions):
         runs = []
-        for seed in range(1, args.n + 1):
-            done = subprocess.run([sys.executable, __file__, "--mags", str(args.mags), "--hours",
-                                   str(args.hours), "--mode", args.mode, "--child", str(mns),
-                                   str(seed)], capture_output=True, text=True, check=True)
+        command = [sys.executable, __file__, "--mags", str(args.mags), "--mode", args.mode,
+                   "--seed", str(args.seed), "--child", str(mns), str(duration)]
+        for _ in range(n):
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
             runs.append(json.loads(done.stdout))
-        print(f"{mns} MNs x {args.mags} MAGs x 2 LMAs, {args.hours:g} h, {args.mode}, n={args.n}: "
-              f"wall s {spread([r['wall_s'] for r in runs])}; "
-              f"events/s {spread([r['events_per_s'] for r in runs])}; "
-              f"events {runs[0]['events']}; handovers {runs[0]['handovers']}; "
-              f"peak RSS MB {max(r['peak_rss_mb'] for r in runs):.0f}")
+        if args.profile:
+            Path(args.profile).mkdir(parents=True, exist_ok=True)
+            subprocess.run(command + ["--profile", str(Path(args.profile) / f"sim-{mns}.prof")],
+                           capture_output=True, check=True)
+        walls = [r["wall_s"] for r in runs]
+        line = (f"{mns} MNs x {args.mags} MAGs x 2 LMAs, {duration:g} h, {args.mode}, n={n}: "
+                f"wall s {spread(walls)}; CPU s {spread([r['cpu_s'] for r in runs])}; "
+                f"events/s {spread([r['events_per_s'] for r in runs], 0)}; "
+                f"events {runs[0]['events']}; handovers {runs[0]['handovers']}; "
+                f"peak RSS MB {max(r['peak_rss_mb'] for r in runs):.0f}")
+        if duration < 1.0:
+            line += (f"; EXTRAPOLATED to 1 h (x{1 / duration:g}): "
+                     f"wall s {statistics.median(walls) / duration:.0f}")
+        print(line, flush=True)
     return 0
 
 

@@ -15,10 +15,7 @@ and measures when each MN's groups reach its link again (docs/simulation.md).
 from __future__ import annotations
 
 import bisect
-import gc
-import heapq
 import random
-from collections.abc import Callable
 from dataclasses import replace
 from ipaddress import IPv4Address
 from typing import Any
@@ -34,6 +31,7 @@ from mcproxy_pmip.wire import rfc7411
 from mcproxy_pmip.wire.records import FilterMode, RecordType
 from mcproxy_pmip_plugins.pmipv6.bindings import (BindingTable, ContextEntry, MobileNodeAttached,
                                                   MobileNodeDetached)
+from mcproxy_pmip_sim.events import EventLoop, Progress
 from mcproxy_pmip_sim.facade import SimFacade
 from mcproxy_pmip_sim.mobility import plan_moves
 from mcproxy_pmip_sim.parts import (FIRST_GROUP, GROUPS, SOURCE, Row, Timed, group_address,
@@ -43,15 +41,16 @@ from mcproxy_pmip_sim.scenario import MODES, Scenario
 _JOINING = (RecordType.CHANGE_TO_EXCLUDE, RecordType.ALLOW_NEW_SOURCES)
 _NO_SOURCES: frozenset = frozenset()
 
-Progress = Callable[[float, float, int], None]
-#: allocations between young-generation collections during a run: a run allocates millions
-#: of long-lived objects (rows, engine records), which the default (700) rescans often
-GC_THRESHOLD = 200_000
+
+
+#: the MAGs' own address on every access link, and the LMAs' on every tunnel
+_MAG_ADDRESS = IPv4Address("100.64.0.1")
+_LMA_ADDRESS = IPv4Address("10.0.0.1")
 
 
 class Mn:
     __slots__ = ("index", "name", "lma", "mag", "link_up", "host", "timed", "groups", "address",
-                 "receiving", "flow_end_at", "open_rows", "settled_at")
+                 "receiving", "flow_end_at", "open_rows", "settled_at", "link", "tunnel")
 
     def __init__(self, index: int, lma: int, mag: int, host: UpstreamHost,
                  groups: list[int]) -> None:
@@ -69,6 +68,9 @@ class Mn:
         #: group -> the open result row of the last handover (None: initial attach)
         self.open_rows: dict[int, Row | None] = {}
         self.settled_at = 0.0
+        #: its access link's name at every MAG, and the name of its LMA's tunnel (instance)
+        self.link = f"a{index}"
+        self.tunnel = f"tun{lma}"
 
 
 class Mag:
@@ -85,8 +87,8 @@ class Mag:
         self.reports_sent = 0
         #: (lma, group) -> times of joining reports sent on that tunnel
         self.join_times: dict[tuple[int, int], list[float]] = {}
-        #: group -> MNs attached here waiting for it
-        self.pending: dict[int, set[int]] = {}
+        #: (tunnel, group) -> MNs of that tunnel's LMA attached here waiting for the group
+        self.pending: dict[tuple[str, int], set[int]] = {}
 
     @property
     def now(self) -> float:
@@ -96,7 +98,7 @@ class Mag:
         return random.Random(f"{self.sim.seed}:{self.name}:{name}")
 
     def link_address(self, interface: str) -> IPv4Address:
-        return IPv4Address("100.64.0.1")
+        return _MAG_ADDRESS
 
     def follow(self, core: InstanceCore, actions: list[Action]) -> None:
         timed = self.timed.get(id(core))
@@ -112,6 +114,8 @@ class Lma:
     def __init__(self, sim: Simulator, index: int, timers: Timers) -> None:
         self.index = index
         self.name = f"lma{index + 1}"
+        #: the name of its tunnel (and so of the instance) at every MAG
+        self.tunnel = f"tun{index}"
         self.core = InstanceCore(self.name, ["src"], AllowAll(), RouterOptions(timers=timers),
                                  sim.host_options, random.Random(f"{sim.seed}:{self.name}"))
         self.timed = Timed(self.core, lambda acts: sim.lma_actions(self, acts))
@@ -122,21 +126,16 @@ class Lma:
         self.forwarding: dict[int, set[int]] = {}
 
 
-class Simulator:
+class Simulator(EventLoop):
     """One run of one mode. ``run()`` returns the result rows and the counters."""
 
     def __init__(self, scenario: Scenario, mode: str, seed: int,
                  progress: Progress | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
-        self.scenario, self.mode, self.seed = scenario, mode, seed
-        self.progress = progress
-        self.now = 0.0
-        self.events = 0
-        self._queue: list[tuple[float, int, Callable[..., None], tuple]] = []
-        self._seq = 0
+        super().__init__(seed, progress)
+        self.scenario, self.mode = scenario, mode
         self.delays = scenario.delays
-        self.net_rng = random.Random(f"{seed}:net")
         self.host_options = HostOptions(scenario.robustness, scenario.unsolicited_report_interval)
         self.timers = Timers(robustness=scenario.robustness, query_interval=scenario.query_interval,
                              query_response_interval=scenario.query_response_interval,
@@ -144,6 +143,11 @@ class Simulator:
         self.plugin_timers = replace(self.timers, startup_query_interval=1.0)
         self.lmas = [Lma(self, k, self.timers) for k in range(scenario.lmas)]
         self.mags = [Mag(self, m) for m in range(scenario.mags)]
+        #: per MAG: its tunnel's name at the LMAs and its address there
+        self._tunnels = [f"t{m}" for m in range(scenario.mags)]
+        self._mag_addresses = [IPv4Address(0x0B000000 + m) for m in range(scenario.mags)]
+        self._mag_by_tunnel = {name: m for m, name in enumerate(self._tunnels)}
+        self._lma_by_tunnel = {lma.tunnel: lma for lma in self.lmas}
         self.row_objects: list[Row] = []
         self._handovers = 0
         self._detaches: dict[int, list[float]] = {}
@@ -160,30 +164,10 @@ class Simulator:
             host = UpstreamHost("wlan0", Family.IPV4, self.host_options,
                                 random.Random(f"{seed}:mn{i}"))
             self.mns.append(Mn(i, i % scenario.lmas, starts[i], host, groups))
+        self._mn_by_link = {mn.link: mn for mn in self.mns}
+        #: per group: its stream name and address as the result rows give them (shared)
+        self._group_names = [(f"g{g + 1}", str(group_address(g))) for g in range(scenario.groups)]
         self.outage_rng = random.Random(f"{seed}:outage")
-
-    # -- the event queue -----------------------------------------------------------
-
-    def at(self, when: float, fn: Callable[..., None], *args: Any) -> None:
-        self._seq += 1
-        heapq.heappush(self._queue, (when, self._seq, fn, args))
-
-    def rearm(self, timed: Timed) -> None:
-        due = timed.obj.get_timer()
-        if due != timed.armed_at:
-            timed.armed_at = due
-            if due is not None:
-                self.at(max(due, self.now), self._fire, timed, due)
-
-    def _fire(self, timed: Timed, due: float) -> None:
-        if timed.armed_at != due or not timed.alive():
-            return
-        timed.armed_at = None
-        timed.deliver(timed.obj.handle_timer(self.now))
-        self.rearm(timed)
-
-    def _lost(self, probability: float) -> bool:
-        return probability > 0 and self.net_rng.random() < probability
 
     # -- the run ---------------------------------------------------------------------
 
@@ -191,13 +175,13 @@ class Simulator:
         duration = self.scenario.duration_interval
         for lma in self.lmas:
             for mag in self.mags:
-                lma.timed.deliver(lma.core.add_downstream(0.0, f"t{mag.index}", Family.IPV4,
-                                                          IPv4Address("10.0.0.1")))
+                lma.timed.deliver(lma.core.add_downstream(0.0, self._tunnels[mag.index],
+                                                          Family.IPV4, _LMA_ADDRESS))
             self.rearm(lma.timed)
         for mag in self.mags:
             if self.mode == "static":
                 for k in range(len(self.lmas)):
-                    mag.facade.find_or_create_instance(f"tun{k}", self.timers)
+                    mag.facade.find_or_create_instance(self.lmas[k].tunnel, self.timers)
             else:
                 mag.table = BindingTable(mag.facade, self.plugin_timers, True, rfc7411)
         for mn in self.mns:
@@ -206,21 +190,7 @@ class Simulator:
             start_at = self.group_rng.uniform(0.0, 1.0)
             self.at(start_at, self._join_groups, mn)
         self._next_move(0)
-        next_report = duration / 100
-        thresholds = gc.get_threshold()
-        gc.set_threshold(GC_THRESHOLD, *thresholds[1:])
-        try:
-            while self._queue and self._queue[0][0] <= duration:
-                when, _, fn, args = heapq.heappop(self._queue)
-                self.now = when
-                self.events += 1
-                fn(*args)
-                if self.progress is not None and when >= next_report:
-                    self.progress(when, duration, self.events)
-                    next_report = when + duration / 100
-        finally:
-            gc.set_threshold(*thresholds)
-        self.now = duration
+        self.run_events(duration)
         self._finish()
         return self
 
@@ -228,7 +198,7 @@ class Simulator:
         actions: list[Action] = []
         for g in mn.groups:
             mn.open_rows[g] = None
-            self.mags[mn.mag].pending.setdefault(g, set()).add(mn.index)
+            self.mags[mn.mag].pending.setdefault((mn.tunnel, g), set()).add(mn.index)
             actions.extend(mn.host.set_membership(self.now, group_address(g), FilterMode.EXCLUDE,
                                                   _NO_SOURCES))
         self.mn_actions(mn, actions)
@@ -255,6 +225,9 @@ class Simulator:
         mn.settled_at = move.at + outage + self.delays.signalling_interval
         if self.mode == "predictive":
             self._prepare(mn, move.cell)
+            if s.detach_lead_interval:  # the old MAG stops forwarding before the link breaks
+                self.at(max(move.at - s.detach_lead_interval, self.now), self._binding_detach,
+                        mn.mag, mn)
         self.at(move.at, self._detach, mn, move.cell, outage)
 
     def _export(self, mn: Mn) -> tuple[ContextEntry, ...]:
@@ -268,7 +241,7 @@ class Simulator:
     def _binding_attach(self, mn: Mn, mag: int, context: tuple[ContextEntry, ...]) -> None:
         table = self.mags[mag].table
         if table is not None and mn.name not in table:
-            table.handle(MobileNodeAttached(mn.name, f"a{mn.index}", f"tun{mn.lma}",
+            table.handle(MobileNodeAttached(mn.name, mn.link, mn.tunnel,
                                             context=context))
             self._check_mn(mn)
 
@@ -285,11 +258,15 @@ class Simulator:
         context = self._export(mn) if self.mode == "context" else ()
         mn.link_up = False
         self._detaches.setdefault(mn.index, []).append(self.now)
+        flow_end_at = self.now - (self.scenario.detach_lead_interval
+                                  if self.mode == "predictive" else 0.0)
         for g in mn.groups:
             if g in mn.receiving:
                 mn.receiving.discard(g)
-                mn.flow_end_at[g] = self.now
-            self.mags[old].pending.get(g, set()).discard(mn.index)
+                mn.flow_end_at[g] = flow_end_at
+            waiting = self.mags[old].pending.get((mn.tunnel, g))
+            if waiting:
+                waiting.discard(mn.index)
             row = self._row(mn, g, self.mags[old].name, self.mags[cell].name, outage)
             mn.open_rows[g] = row
             self.row_objects.append(row)
@@ -310,10 +287,10 @@ class Simulator:
         mag = self.mags[mn.mag]
         for g in mn.groups:
             if g in mn.open_rows:
-                mag.pending.setdefault(g, set()).add(mn.index)
+                mag.pending.setdefault((mn.tunnel, g), set()).add(mn.index)
         if self.mode == "static":
-            core = mag.facade.cores[f"tun{mn.lma}"]
-            link = f"a{mn.index}"
+            core = mag.facade.cores[mn.tunnel]
+            link = mn.link
             try:
                 core.router(link, Family.IPV4)
             except KeyError:
@@ -329,38 +306,43 @@ class Simulator:
 
     def mag_actions(self, mag: Mag, core: InstanceCore, actions: list[Action]) -> None:
         d = self.delays
+        now = self.now
         for action in actions:
-            if isinstance(action, SendQuery):
-                mn = self.mns[int(action.interface[1:])]
-                if mn.link_up and mn.mag == mag.index and not self._lost(d.access_loss):
-                    query = Query(action.version, mag.link_address(action.interface),
-                                  action.max_resp_interval, action.group, action.sources,
+            kind = type(action)
+            if kind is ForwardingChanged:
+                g = int(action.group) - FIRST_GROUP
+                waiting = mag.pending.get((core.name, g))
+                if waiting:
+                    for i in list(waiting):
+                        self._check(self.mns[i], g)
+            elif kind is SendQuery:
+                mn = self._mn_by_link[action.interface]
+                if mn.link_up and mn.mag == mag.index \
+                        and not self.lost(d.access_loss, f"{mn.link}>"):
+                    query = Query(action.version, _MAG_ADDRESS, action.max_resp_interval,
+                                  action.group, action.sources,
                                   action.suppress_router_processing, action.robustness,
                                   action.query_interval)
-                    self.at(self.now + d.access_interval, self._query_to_mn, mn, mag.index, query)
-            elif isinstance(action, SendReport):
-                lma = self.lmas[int(action.interface[3:])]
+                    self.at(now + d.access_interval, self._query_to_mn, mn, mag.index, query)
+            elif kind is SendReport:
+                lma = self._lma_by_tunnel[action.interface]
                 mag.reports_sent += 1
                 for record in action.records:
                     if record.record_type in _JOINING:
                         mag.join_times.setdefault((lma.index, int(record.group) - FIRST_GROUP),
-                                                  []).append(self.now)
-                if not self._lost(d.tunnel_loss):
-                    self.at(self.now + d.tunnel_interval + d.lma_processing_interval,
+                                                  []).append(now)
+                if not self.lost(d.tunnel_loss, f"{lma.tunnel}:{self._tunnels[mag.index]}<"):
+                    self.at(now + d.tunnel_interval + d.lma_processing_interval,
                             self._report_to_lma, lma, mag.index, action)
-            elif isinstance(action, ForwardingChanged):
-                g = int(action.group) - FIRST_GROUP
-                for i in list(mag.pending.get(g, ())):
-                    self._check(self.mns[i], g)
 
     def lma_actions(self, lma: Lma, actions: list[Action]) -> None:
         d = self.delays
         for action in actions:
             if isinstance(action, SendQuery) and action.interface != "src":
-                if not self._lost(d.tunnel_loss):
+                if not self.lost(d.tunnel_loss, f"{lma.tunnel}:{action.interface}>"):
                     self.at(self.now + d.tunnel_interval, self._query_to_mag,
-                            int(action.interface[1:]), lma.index, action)
-            elif isinstance(action, ForwardingChanged):
+                            self._mag_by_tunnel[action.interface], lma.index, action)
+            elif type(action) is ForwardingChanged:
                 self._lma_forwarding(lma, int(action.group) - FIRST_GROUP)
 
     def _lma_forwarding(self, lma: Lma, g: int) -> None:
@@ -374,14 +356,14 @@ class Simulator:
             del lma.on_since[(m, g)]
         for m in sorted(now_on - was_on):
             lma.on_since[(m, g)] = self.now
-            for i in list(self.mags[m].pending.get(g, ())):
+            for i in list(self.mags[m].pending.get((lma.tunnel, g), ())):
                 self._check(self.mns[i], g)
         lma.forwarding[g] = now_on
 
     def mn_actions(self, mn: Mn, actions: list[Action]) -> None:
         for action in actions:
-            if isinstance(action, SendReport) and mn.link_up \
-                    and not self._lost(self.delays.access_loss):
+            if type(action) is SendReport and mn.link_up \
+                    and not self.lost(self.delays.access_loss, f"{mn.link}<"):
                 self.at(self.now + self.delays.access_interval, self._report_to_mag, mn, mn.mag,
                         action)
 
@@ -391,28 +373,30 @@ class Simulator:
             self.rearm(mn.timed)
 
     def _report_to_mag(self, mn: Mn, mag_index: int, report: SendReport) -> None:
-        mag = self.mags[mag_index]
-        core = mag.facade.cores.get(f"tun{mn.lma}")
-        if not mn.link_up or mn.mag != mag_index or core is None:
+        if not mn.link_up or mn.mag != mag_index:
             return
-        mag.follow(core, core.handle_report(self.now, f"a{mn.index}", Family.IPV4,
-                                            report.version, report.records, mn.address))
+        mag = self.mags[mag_index]
+        core = mag.facade.cores.get(mn.tunnel)
+        if core is not None:
+            mag.follow(core, core.handle_report(self.now, mn.link, Family.IPV4, report.version,
+                                                report.records, mn.address))
 
     def _report_to_lma(self, lma: Lma, mag: int, report: SendReport) -> None:
         lma.reports_received += 1
-        lma.timed.deliver(lma.core.handle_report(self.now, f"t{mag}", Family.IPV4, report.version,
-                                                 report.records, IPv4Address(0x0B000000 + mag)))
+        lma.timed.deliver(lma.core.handle_report(self.now, self._tunnels[mag], Family.IPV4,
+                                                 report.version, report.records,
+                                                 self._mag_addresses[mag]))
         self.rearm(lma.timed)
 
     def _query_to_mag(self, mag_index: int, lma: int, action: SendQuery) -> None:
         mag = self.mags[mag_index]
-        core = mag.facade.cores.get(f"tun{lma}")
+        core = mag.facade.cores.get(self.lmas[lma].tunnel)
         if core is None:
             return
-        query = Query(action.version, IPv4Address("10.0.0.1"), action.max_resp_interval,
+        query = Query(action.version, _LMA_ADDRESS, action.max_resp_interval,
                       action.group, action.sources, action.suppress_router_processing,
                       action.robustness, action.query_interval)
-        mag.follow(core, core.handle_query(self.now, f"tun{lma}", Family.IPV4, query))
+        mag.follow(core, core.handle_query(self.now, core.name, Family.IPV4, query))
 
     # -- data path and measurement -------------------------------------------------------
 
@@ -424,36 +408,44 @@ class Simulator:
         """Whether group ``g`` reaches the MN's link now; if so close its open row."""
         if not mn.link_up or g not in mn.open_rows:
             return
+        since = self.lmas[mn.lma].on_since.get((mn.mag, g))
+        if since is None:
+            return
         mag = self.mags[mn.mag]
-        core = mag.facade.cores.get(f"tun{mn.lma}")
+        core = mag.facade.cores.get(mn.tunnel)
         if core is None:
             return
         try:
-            router = core.router(f"a{mn.index}", Family.IPV4)
+            router = core.router(mn.link, Family.IPV4)
         except KeyError:
             return
         if not router.forwards(GROUPS[g] if g < len(GROUPS) else group_address(g), SOURCE):
             return
-        since = self.lmas[mn.lma].on_since.get((mn.mag, g))
-        if since is None:
-            return
         resume_at = max(self.now, since + self.delays.tunnel_interval) + self.delays.access_interval
         row = mn.open_rows.pop(g)
-        mag.pending.get(g, set()).discard(mn.index)
+        mag.pending[(mn.tunnel, g)].discard(mn.index)
         mn.receiving.add(g)
         if row is not None:
             start = mn.flow_end_at.get(g)
             gap = None if start is None else resume_at - start
             row.gap_ms = None if gap is None else round(gap * 1000.0, 3)
-            row.lost = None if gap is None else round(gap * self.scenario.stream_rate)
+            row.lost = None if gap is None else round(self._unbuffered(start, since, resume_at) * self.scenario.stream_rate)
             row.attach_to_first_packet_ms = round((resume_at - row.attach_at) * 1000.0, 3)
 
+    def _unbuffered(self, start: float, since: float, resume_at: float) -> float:
+        """Seconds of the gap [start, resume_at) whose data the MN never gets: all of it, but in
+        predictive mode the new MAG delivers what its buffer holds, the data that reached it
+        (from ``since`` on) within ``buffer_interval`` before the MN's link resumes."""
+        if self.mode != "predictive":
+            return resume_at - start
+        buffered_from = max(since + self.delays.tunnel_interval, resume_at - self.scenario.buffer_interval)
+        return max(0.0, min(resume_at, buffered_from) - start)
+
     def _row(self, mn: Mn, g: int, from_mag: str, to_mag: str, outage: float) -> Row:
-        return Row(handover=self._handovers, mn=mn.name, from_mag=from_mag, to_mag=to_mag,
-                   mode=self.mode, stream=f"g{g + 1}", family="ipv4",
-                   group=str(group_address(g)), detach_at=self.now, attach_at=self.now + outage,
-                   l2_outage_ms=round(outage * 1000.0, 3), gap_ms=None, lost=None,
-                   duplicated=0, attach_to_upstream_report_ms=None, attach_to_first_packet_ms=None)
+        stream, group = self._group_names[g]
+        return Row(self._handovers, mn.name, from_mag, to_mag, self.mode, stream, "ipv4", group,
+                   self.now, self.now + outage, round(outage * 1000.0, 3), None, None, 0, None,
+                   None)
 
     def _finish(self) -> None:
         """Fill attach → upstream report: the first joining report on the new MAG's tunnel

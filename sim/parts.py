@@ -29,14 +29,14 @@ def zipf_weights(count: int, exponent: float) -> list[float]:
 
 
 class Row:
-    """One result row (handover × group) with the testbed's keys; ``as_dict`` for JSON.
-    Slotted: a long run holds millions."""
+    """One result row (handover × group) with the testbed's keys, given in their order;
+    ``as_dict`` for JSON. Slotted: a long run holds millions."""
 
     __slots__ = HANDOVER_KEYS
 
-    def __init__(self, **values: Any) -> None:
-        for key in HANDOVER_KEYS:
-            setattr(self, key, values[key])
+    def __init__(self, *values: Any) -> None:
+        for key, value in zip(HANDOVER_KEYS, values, strict=True):
+            setattr(self, key, value)
 
     def as_dict(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in HANDOVER_KEYS}

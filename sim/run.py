@@ -13,19 +13,20 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from mcproxy_pmip_sim.domain import Progress, Simulator
+from mcproxy_pmip_sim.domain import Simulator
+from mcproxy_pmip_sim.events import Progress
 from mcproxy_pmip_sim.report import aggregate
 from mcproxy_pmip_sim.scenario import Scenario
 
 
 def stderr_progress(mode: str) -> Progress:
     """A one-line progress bar on stderr (a terminal only), redrawn every percent of
-    simulated time."""
+    simulated time; ends the line at the end of the run."""
     def show(now: float, duration: float, events: int) -> None:
         done = int(40 * now / duration)
         sys.stderr.write(f"\r{mode:<10} [{'#' * done}{'.' * (40 - done)}] {now:8.1f}/{duration:.0f} s "
                          f"{events} events")
-        if now >= duration * 0.99:
+        if now >= duration:
             sys.stderr.write("\n")
         sys.stderr.flush()
     return show

@@ -56,6 +56,11 @@ class Scenario:
     l2_outage_min_interval: float = 0.05
     l2_outage_max_interval: float = 0.05
     prepare_lead_interval: float = 0.1
+    #: predictive mode: the old MAG gets the binding detach this long before the link break
+    detach_lead_interval: float = 0.0
+    #: predictive mode: the new MAG's buffer keeps this much of the MN's data (its plugin's
+    #: buffer_interval, docs/handover.md); 0 models a prepare without buffering
+    buffer_interval: float = 0.5
     query_interval: float = 125.0
     query_response_interval: float = 10.0
     robustness: int = 2
@@ -79,6 +84,10 @@ def check(scenario: Scenario) -> Scenario:
         problems.append("groups_per_mn must be between 1 and groups")
     if not 0 <= scenario.l2_outage_min_interval <= scenario.l2_outage_max_interval:
         problems.append("need 0 <= l2_outage_min_interval <= l2_outage_max_interval")
+    if not 0 <= scenario.detach_lead_interval <= scenario.prepare_lead_interval:
+        problems.append("need 0 <= detach_lead_interval <= prepare_lead_interval")
+    if scenario.buffer_interval < 0:
+        problems.append("buffer_interval must be at least 0")
     if scenario.query_response_interval >= scenario.query_interval:
         problems.append("query_response_interval must be less than query_interval")
     if scenario.mobility.model not in MOBILITY_MODELS:

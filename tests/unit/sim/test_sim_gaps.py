@@ -53,14 +53,23 @@ def test_context_gap_is_outage_signalling_and_the_join_round_trip(tmp_path: Path
 def test_predictive_gap_is_outage_and_access_delay(tmp_path: Path) -> None:
     sim = Simulator(scenario(tmp_path), "predictive", 7).run()
     for row, mag in zip(sim.rows, (sim.mags[1], sim.mags[0])):
-        # joined upstream 100 ms before the link break: only the radio is left
+        # joined upstream 100 ms before the link break: only the radio is left, and the new
+        # MAG's buffer (0.5 s) holds everything the MN missed
         assert row["gap_ms"] == pytest.approx(OUTAGE_MS + 1)
-        assert row["lost"] == 5
+        assert row["lost"] == 0
         joins = [t for t in mag.join_times[(0, 0)] if t > row["detach_at"] - 1]
         assert joins[0] == pytest.approx(row["detach_at"] - 0.1)
         # what the row counts after the attach is the join's retransmission (within 1 s)
         report = row["attach_to_upstream_report_ms"]
         assert report is None or 0 <= report < 1000
+
+
+def test_a_predictive_outage_longer_than_the_buffer_loses_the_rest(tmp_path: Path) -> None:
+    short_buffer = dataclasses.replace(scenario(tmp_path), buffer_interval=0.02)
+    for row in Simulator(short_buffer, "predictive", 7).run().rows:
+        # 51 ms without packets, the last 20 ms of them buffered: 31 ms at 100 packet/s lost
+        assert row["gap_ms"] == pytest.approx(OUTAGE_MS + 1)
+        assert row["lost"] == 3
 
 
 def test_plugin_gap_waits_for_the_answer_to_the_attach_query(tmp_path: Path) -> None:
