@@ -34,7 +34,7 @@ from mcproxy_pmip_plugins.pmipv6.bindings import (BindingTable, ContextEntry, Mo
 from mcproxy_pmip_sim.events import EventLoop, Progress
 from mcproxy_pmip_sim.facade import SimFacade
 from mcproxy_pmip_sim.mobility import plan_moves
-from mcproxy_pmip_sim.parts import (FIRST_GROUP, GROUPS, SOURCE, Row, Timed, group_address,
+from mcproxy_pmip_sim.parts import (FIRST_GROUP, SOURCE, Row, Timed, group_address,
                                     zipf_weights)
 from mcproxy_pmip_sim.scenario import MODES, Scenario
 
@@ -349,7 +349,7 @@ class Simulator(EventLoop):
         """Follow which MAG tunnels the LMA forwards ``g`` into: its downstreams with a
         membership of the group (the MAGs never query, so the LMA is querier on every
         tunnel; the MAGs report EXCLUDE {} for the any-source groups modelled here)."""
-        group = GROUPS[g] if g < len(GROUPS) else group_address(g)
+        group = group_address(g)
         now_on = {int(name[1:]) for name in lma.core.subscribers(Family.IPV4, group)}
         was_on = lma.forwarding.get(g, set())
         for m in was_on - now_on:
@@ -419,7 +419,7 @@ class Simulator(EventLoop):
             router = core.router(mn.link, Family.IPV4)
         except KeyError:
             return
-        if not router.forwards(GROUPS[g] if g < len(GROUPS) else group_address(g), SOURCE):
+        if not router.forwards(group_address(g), SOURCE):
             return
         resume_at = max(self.now, since + self.delays.tunnel_interval) + self.delays.access_interval
         row = mn.open_rows.pop(g)

@@ -22,9 +22,6 @@ from typing import Any
 from mcproxy_pmip_sim.parts import Timed
 
 Progress = Callable[[float, float, int], None]
-#: allocations between young-generation collections during a run: a run allocates millions
-#: of long-lived objects (rows, engine records), which the default (700) rescans often
-GC_THRESHOLD = 200_000
 
 
 class EventLoop:
@@ -69,19 +66,26 @@ class EventLoop:
         return rng.random() < probability
 
     def run_events(self, duration: float) -> None:
-        """Run every call due by ``duration``; ``progress`` is told at each percent of it."""
-        thresholds = gc.get_threshold()
-        gc.set_threshold(GC_THRESHOLD, *thresholds[1:])
+        """Run every call due by ``duration``, in a hundred slices; ``progress`` is told
+        after each.
+
+        The cyclic garbage collector is off during the run and collects the young
+        generations between slices: a run allocates millions of long-lived objects (rows,
+        engine records) that automatic collections would rescan again and again, and
+        makes almost no cycles (10,000 MNs over 10 minutes: about 1,600 objects).
+        """
+        enabled = gc.isenabled()
+        gc.disable()
         try:
-            if self.progress is None:
-                self._run_until(duration)
-            else:
-                for percent in range(1, 101):
-                    until = duration if percent == 100 else duration * percent / 100
-                    self._run_until(until)
+            for percent in range(1, 101):
+                until = duration if percent == 100 else duration * percent / 100
+                self._run_until(until)
+                gc.collect(1)
+                if self.progress is not None:
                     self.progress(until, duration, self.events)
         finally:
-            gc.set_threshold(*thresholds)
+            if enabled:
+                gc.enable()
         self.now = duration
 
     def _run_until(self, end: float) -> None:

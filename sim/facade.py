@@ -20,6 +20,7 @@ from mcproxy_pmip.membership.instance import InstanceCore
 from mcproxy_pmip.membership.timers import HostOptions, RouterOptions, Timers
 from mcproxy_pmip.plugin import FamilyRecords, ProxyEvent
 from mcproxy_pmip.wire.records import GroupRecord
+from mcproxy_pmip_sim.parts import canonical_group
 
 
 class Owner(Protocol):
@@ -84,9 +85,13 @@ class SimFacade:
 
     def import_records(self, instance: str, interface: str, family: Family, version: int,
                        records: Iterable[GroupRecord]) -> None:
+        """Records decoded from a context name their groups with new address objects: the
+        shared ones (``canonical_group``) take their place."""
         core = self.cores[instance]
+        shared = tuple(GroupRecord(r.record_type, canonical_group(r.group), r.sources, r.aux_data)
+                       for r in records)
         self._owner.follow(core, core.import_downstream(self._owner.now, interface, family,
-                                                        version, tuple(records)))
+                                                        version, shared))
 
     def commit_forwarding(self, instance: str) -> None:
         """Forwarding changes are followed as the engine makes them: nothing is pending."""

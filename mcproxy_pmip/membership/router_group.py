@@ -155,9 +155,12 @@ class RouterGroup:
         sources deleted or moved outside ``r``.
         """
         plan = PLANS[id(row)]
-        if plan.still and not r:
-            return False, [], False, None
         sources = self.sources
+        if not r:
+            if plan.still:
+                return False, [], False, None
+            if not sources:      # any-source membership: no source moves, no query
+                return self._set_mode(row, now, gmi), [], False, None
         x_and_r: list[IPAddress] = []
         y_and_r: list[IPAddress] = []
         r_only: list[IPAddress] = []
@@ -208,12 +211,17 @@ class RouterGroup:
                 self._move(s, sources.get(s, _ABSENT), fate[c], at_of)
         if added < 0:
             self.budget.give_sources(-added)
+        return self._set_mode(row, now, gmi) or changed, query, rest_of_x, None
+
+    def _set_mode(self, row: Row, now: float, gmi: float) -> bool:
+        """The row's new filter mode and group timer; True if the mode changed."""
         if row.new_mode is INCLUDE:
             self.group_timer_at = None
         elif row.group_timer_gmi:
             self.group_timer_at = now + gmi
+        changed = self.filter_mode is not row.new_mode
         self.filter_mode = row.new_mode
-        return changed, query, rest_of_x, None
+        return changed
 
     def _outside(self, r: frozenset[IPAddress], plan: RowPlan, size: dict[str, int]
                  ) -> list[tuple[IPAddress, float | None]]:
