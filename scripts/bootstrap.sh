@@ -26,7 +26,7 @@ fi
 stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[test,testbed]'
+  .venv/bin/pip install -q -e '.[test,testbed,cluster]'
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

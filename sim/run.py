@@ -2,21 +2,24 @@
 
 ``simulate`` runs each mode on the same scenario and seed (so the same moves,
 subscriptions and outages) and returns rows, aggregates and counters.
-``sweep`` runs modes × seeds as independent jobs on a ``multiprocessing``
-pool and merges their aggregates into one table.
+``sweep`` runs parameter values × modes × seeds as independent jobs on a
+``concurrent.futures`` executor (a local process pool unless one is given, such
+as a Dask cluster's: ``mcproxy_pmip_sim.cluster``) and merges their aggregates
+into one table.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import itertools
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
 
 from mcproxy_pmip_sim.domain import Simulator
 from mcproxy_pmip_sim.events import Progress
 from mcproxy_pmip_sim.report import aggregate
-from mcproxy_pmip_sim.scenario import Scenario
+from mcproxy_pmip_sim.scenario import Scenario, with_values
 
 
 def stderr_progress(mode: str) -> Progress:
@@ -45,12 +48,12 @@ def simulate(scenario: Scenario, modes: Sequence[str], seed: int,
     return result
 
 
-def _job(job: tuple[Scenario, str, int]) -> dict[str, Any]:
-    scenario, mode, seed = job
+def _job(job: tuple[Scenario, str, int, dict[str, Any]]) -> dict[str, Any]:
+    scenario, mode, seed, values = job
     run = simulate(scenario, [mode], seed)
     agg = run["modes"][mode]["aggregate"]
     lma = agg["reports_per_s_at_lma"]
-    return {"mode": mode, "seed": seed, "rows": agg["rows"],
+    return {**values, "mode": mode, "seed": seed, "rows": agg["rows"],
             "rows_without_gap": agg["rows_without_gap"],
             "gap_ms_median": agg["gap_ms"]["median"], "gap_ms_p95": agg["gap_ms"]["p95"],
             "lost_median": agg["lost"]["median"], "lost_p95": agg["lost"]["p95"],
@@ -59,9 +62,27 @@ def _job(job: tuple[Scenario, str, int]) -> dict[str, Any]:
             "events": agg["events"]}
 
 
+def sweep_jobs(scenario: Scenario, modes: Sequence[str], seeds: Sequence[int],
+               vary: Mapping[str, Sequence[Any]] | None = None
+               ) -> list[tuple[Scenario, str, int, dict[str, Any]]]:
+    """Every combination of the ``vary`` values (key -> values, ``with_values`` keys) × modes
+    × seeds, each with its scenario checked before anything runs."""
+    keys = list(vary or {})
+    jobs = []
+    for combination in itertools.product(*(vary[k] for k in keys)) if keys else [()]:
+        values = dict(zip(keys, combination))
+        varied = with_values(scenario, values) if values else scenario
+        jobs.extend((varied, mode, seed, values) for mode in modes for seed in seeds)
+    return jobs
+
+
 def sweep(scenario: Scenario, modes: Sequence[str], seeds: Sequence[int],
-          processes: int | None = None) -> list[dict[str, Any]]:
-    """modes × seeds on a process pool; one row per job, in (mode, seed) order."""
-    jobs = [(scenario, mode, seed) for mode in modes for seed in seeds]
-    with multiprocessing.Pool(processes) as pool:
-        return pool.map(_job, jobs)
+          vary: Mapping[str, Sequence[Any]] | None = None, processes: int | None = None,
+          executor: Executor | None = None) -> list[dict[str, Any]]:
+    """The jobs of ``sweep_jobs`` on ``executor`` (default: a pool of ``processes`` local
+    processes); one row per job, in (values, mode, seed) order."""
+    jobs = sweep_jobs(scenario, modes, seeds, vary)
+    if executor is not None:
+        return list(executor.map(_job, jobs))
+    with ProcessPoolExecutor(processes) as pool:
+        return list(pool.map(_job, jobs))

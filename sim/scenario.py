@@ -69,6 +69,10 @@ class Scenario:
     mobility: Mobility = Mobility()
 
 
+#: the nested sections of a scenario and their classes
+_SECTIONS = {"delays": Delays, "mobility": Mobility}
+
+
 def default_scenario() -> Scenario:
     """2 LMAs, 4 MAGs on a 2x2 grid, 20 MNs, 10 groups, 10 simulated minutes."""
     return Scenario()
@@ -111,9 +115,22 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         raise ValueError(f"{where}: unknown keys {unknown}")
     values = {}
     for key, value in data.items():
-        nested = {"delays": Delays, "mobility": Mobility}.get(key) if cls is Scenario else None
+        nested = _SECTIONS.get(key) if cls is Scenario else None
         values[key] = _build(nested, value or {}, f"{where}.{key}") if nested else value
     return cls(**values)
+
+
+def with_values(scenario: Scenario, values: dict[str, Any], where: str = "sweep") -> Scenario:
+    """``scenario`` with some keys set (``delays.x`` / ``mobility.x`` for the nested ones),
+    checked as a loaded scenario is."""
+    data = dataclasses.asdict(scenario)
+    for key, value in values.items():
+        section, _, name = key.rpartition(".")
+        target = data if not section else data.get(section) if section in _SECTIONS else None
+        if target is None or name not in target or isinstance(target[name], dict):
+            raise ValueError(f"{where}: unknown key {key!r} (nested keys: delays.x, mobility.x)")
+        target[name] = value
+    return check(_build(Scenario, data, where))
 
 
 def load_scenario(text: str, where: str = "scenario") -> Scenario:
