@@ -17,10 +17,11 @@ from __future__ import annotations
 import bisect
 import random
 from dataclasses import replace
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from mcproxy_pmip.addresses import Family
+from mcproxy_pmip.config.model import PROTOCOLS
 from mcproxy_pmip.membership.actions import Action, ForwardingChanged, SendQuery, SendReport
 from mcproxy_pmip.membership.filters import AllowAll
 from mcproxy_pmip.membership.host import UpstreamHost
@@ -33,9 +34,8 @@ from mcproxy_pmip_plugins.pmipv6.bindings import (BindingTable, ContextEntry, Mo
                                                   MobileNodeDetached)
 from mcproxy_pmip_sim.events import EventLoop, Progress
 from mcproxy_pmip_sim.facade import SimFacade
-from mcproxy_pmip_sim.mobility import plan_moves
-from mcproxy_pmip_sim.parts import (FIRST_GROUP, SOURCE, Row, Timed, group_address,
-                                    zipf_weights)
+from mcproxy_pmip_sim.mobility import draw_outage, plan_moves
+from mcproxy_pmip_sim.parts import SOURCE, SOURCE6, Row, Timed, group_address, zipf_weights
 from mcproxy_pmip_sim.scenario import MODES, Scenario
 
 _JOINING = (RecordType.CHANGE_TO_EXCLUDE, RecordType.ALLOW_NEW_SOURCES)
@@ -43,14 +43,21 @@ _NO_SOURCES: frozenset = frozenset()
 
 
 
-#: the MAGs' own address on every access link, and the LMAs' on every tunnel
-_MAG_ADDRESS = IPv4Address("100.64.0.1")
-_LMA_ADDRESS = IPv4Address("10.0.0.1")
+#: per family: the MAGs' own address on every access link, the LMAs' on every tunnel, the
+#: first MN address, the streams' source
+_MAG_ADDRESS = {Family.IPV4: IPv4Address("100.64.0.1"), Family.IPV6: IPv6Address("fe80::1")}
+_LMA_ADDRESS = {Family.IPV4: IPv4Address("10.0.0.1"), Family.IPV6: IPv6Address("fe80::a")}
+_MN_ADDRESSES = {Family.IPV4: int(IPv4Address("100.64.0.0")),
+                 Family.IPV6: int(IPv6Address("fe80::1:0"))}
+_SOURCES = {Family.IPV4: SOURCE, Family.IPV6: SOURCE6}
 
 
 class Mn:
+    """One MN: its host stack (one family), its streams (indices into ``Simulator.streams``)."""
+
     __slots__ = ("index", "name", "lma", "mag", "link_up", "host", "timed", "groups", "address",
-                 "receiving", "flow_end_at", "open_rows", "settled_at", "link", "tunnel")
+                 "receiving", "flow_end_at", "open_rows", "settled_at", "link", "tunnel",
+                 "family")
 
     def __init__(self, index: int, lma: int, mag: int, host: UpstreamHost,
                  groups: list[int]) -> None:
@@ -62,7 +69,9 @@ class Mn:
         self.host = host
         self.timed: Timed | None = None
         self.groups = groups
-        self.address = IPv4Address(int(IPv4Address("100.64.0.0")) + index + 2)
+        self.family = host.family
+        self.address = (IPv4Address if self.family is Family.IPV4 else IPv6Address)(
+            _MN_ADDRESSES[self.family] + index + 2)
         self.receiving: set[int] = set()
         self.flow_end_at: dict[int, float] = {}
         #: group -> the open result row of the last handover (None: initial attach)
@@ -97,8 +106,12 @@ class Mag:
     def rng_for(self, name: str) -> random.Random:
         return random.Random(f"{self.sim.seed}:{self.name}:{name}")
 
-    def link_address(self, interface: str) -> IPv4Address:
-        return _MAG_ADDRESS
+    @property
+    def families(self) -> tuple[Family, ...]:
+        return self.sim.families
+
+    def link_address(self, interface: str, family: Family) -> IPv4Address | IPv6Address:
+        return _MAG_ADDRESS[family]
 
     def follow(self, core: InstanceCore, actions: list[Action]) -> None:
         timed = self.timed.get(id(core))
@@ -141,11 +154,16 @@ class Simulator(EventLoop):
                              query_response_interval=scenario.query_response_interval,
                              unsolicited_report_interval=scenario.unsolicited_report_interval)
         self.plugin_timers = replace(self.timers, startup_query_interval=1.0)
+        protocols = scenario.mn_protocols
+        #: the families of the MNs' protocols: every access link and tunnel runs these
+        self.families = tuple(sorted({PROTOCOLS[name][0] for name in protocols}))
         self.lmas = [Lma(self, k, self.timers) for k in range(scenario.lmas)]
         self.mags = [Mag(self, m) for m in range(scenario.mags)]
         #: per MAG: its tunnel's name at the LMAs and its address there
         self._tunnels = [f"t{m}" for m in range(scenario.mags)]
-        self._mag_addresses = [IPv4Address(0x0B000000 + m) for m in range(scenario.mags)]
+        self._mag_addresses = {Family.IPV4: [IPv4Address(0x0B000000 + m) for m in range(scenario.mags)],
+                               Family.IPV6: [IPv6Address(0xFE80 << 112 | 0xB0000 | m)
+                                             for m in range(scenario.mags)]}
         self._mag_by_tunnel = {name: m for m, name in enumerate(self._tunnels)}
         self._lma_by_tunnel = {lma.tunnel: lma for lma in self.lmas}
         self.row_objects: list[Row] = []
@@ -154,20 +172,41 @@ class Simulator(EventLoop):
         self.group_rng = random.Random(f"{seed}:groups")
         starts, self.moves = plan_moves(scenario, random.Random(f"{seed}:mobility"))
         weights = zipf_weights(scenario.groups, scenario.zipf_exponent)
+        #: stream index -> its group: the IPv4 groups by popularity, then the IPv6 ones
+        self.streams = [group_address(g, family) for family in (Family.IPV4, Family.IPV6)
+                        for g in range(scenario.groups)]
+        self._stream_of = {group: s for s, group in enumerate(self.streams)}
+        host_protocols = self._host_protocols(scenario, seed)
         self.mns: list[Mn] = []
         for i in range(scenario.mns):
+            family, options = host_protocols[i]
+            offset = 0 if family is Family.IPV4 else scenario.groups
             groups: list[int] = []
             while len(groups) < scenario.groups_per_mn:
-                g = self.group_rng.choices(range(scenario.groups), weights)[0]
+                g = self.group_rng.choices(range(scenario.groups), weights)[0] + offset
                 if g not in groups:
                     groups.append(g)
-            host = UpstreamHost("wlan0", Family.IPV4, self.host_options,
-                                random.Random(f"{seed}:mn{i}"))
+            host = UpstreamHost("wlan0", family, options, random.Random(f"{seed}:mn{i}"))
             self.mns.append(Mn(i, i % scenario.lmas, starts[i], host, groups))
         self._mn_by_link = {mn.link: mn for mn in self.mns}
-        #: per group: its stream name and address as the result rows give them (shared)
-        self._group_names = [(f"g{g + 1}", str(group_address(g))) for g in range(scenario.groups)]
+        #: per stream: its name (by popularity rank), address and family as rows give them
+        self._stream_names = [(f"g{s % scenario.groups + 1}", str(group),
+                               Family(group.version).name.lower())
+                              for s, group in enumerate(self.streams)]
         self.outage_rng = random.Random(f"{seed}:outage")
+
+    def _host_protocols(self, scenario: Scenario, seed: int) -> list[tuple[Family, HostOptions]]:
+        """Each MN's family and host options, drawn by the ``mn_protocols`` shares (from a
+        stream of their own: other draws stay as they are with the default, all IGMPv3)."""
+        names = list(scenario.mn_protocols)
+        options = {name: (PROTOCOLS[name][0], replace(self.host_options,
+                                                      newest_version=PROTOCOLS[name][1]))
+                   for name in names}
+        if len(names) == 1:
+            return [options[names[0]]] * scenario.mns
+        rng = random.Random(f"{seed}:protocols")
+        shares = [scenario.mn_protocols[name] for name in names]
+        return [options[name] for name in rng.choices(names, shares, k=scenario.mns)]
 
     # -- the run ---------------------------------------------------------------------
 
@@ -175,8 +214,9 @@ class Simulator(EventLoop):
         duration = self.scenario.duration_interval
         for lma in self.lmas:
             for mag in self.mags:
-                lma.timed.deliver(lma.core.add_downstream(0.0, self._tunnels[mag.index],
-                                                          Family.IPV4, _LMA_ADDRESS))
+                for family in self.families:
+                    lma.timed.deliver(lma.core.add_downstream(0.0, self._tunnels[mag.index],
+                                                              family, _LMA_ADDRESS[family]))
             self.rearm(lma.timed)
         for mag in self.mags:
             if self.mode == "static":
@@ -199,7 +239,7 @@ class Simulator(EventLoop):
         for g in mn.groups:
             mn.open_rows[g] = None
             self.mags[mn.mag].pending.setdefault((mn.tunnel, g), set()).add(mn.index)
-            actions.extend(mn.host.set_membership(self.now, group_address(g), FilterMode.EXCLUDE,
+            actions.extend(mn.host.set_membership(self.now, self.streams[g], FilterMode.EXCLUDE,
                                                   _NO_SOURCES))
         self.mn_actions(mn, actions)
         self.rearm(mn.timed)
@@ -221,7 +261,7 @@ class Simulator(EventLoop):
         if move.at < mn.settled_at:
             return
         s = self.scenario
-        outage = self.outage_rng.uniform(s.l2_outage_min_interval, s.l2_outage_max_interval)
+        outage = draw_outage(s, self.outage_rng)
         mn.settled_at = move.at + outage + self.delays.signalling_interval
         if self.mode == "predictive":
             self._prepare(mn, move.cell)
@@ -235,7 +275,7 @@ class Simulator(EventLoop):
         if table is None or mn.name not in table:
             return ()
         exported = table.export_context(mn.name)["context"]
-        return tuple(ContextEntry(Family.IPV4, e["code"], bytes.fromhex(e["payload"]))
+        return tuple(ContextEntry(Family[e["family"].upper()], e["code"], bytes.fromhex(e["payload"]))
                      for e in exported)
 
     def _binding_attach(self, mn: Mn, mag: int, context: tuple[ContextEntry, ...]) -> None:
@@ -291,13 +331,12 @@ class Simulator(EventLoop):
         if self.mode == "static":
             core = mag.facade.cores[mn.tunnel]
             link = mn.link
-            try:
-                core.router(link, Family.IPV4)
-            except KeyError:
-                mag.follow(core, core.add_downstream(self.now, link, Family.IPV4,
-                                                     mag.link_address(link)))
-            else:
-                mag.follow(core, core.restart_downstream(self.now, link, Family.IPV4))
+            for family in self.families:
+                if (link, family) in core.downstreams:
+                    mag.follow(core, core.restart_downstream(self.now, link, family))
+                else:
+                    mag.follow(core, core.add_downstream(self.now, link, family,
+                                                         mag.link_address(link, family)))
         elif self.now == 0.0:
             self._binding_attach(mn, mn.mag, ())
         self._check_mn(mn)
@@ -310,16 +349,16 @@ class Simulator(EventLoop):
         for action in actions:
             kind = type(action)
             if kind is ForwardingChanged:
-                g = int(action.group) - FIRST_GROUP
+                g = self._stream_of.get(action.group)
                 waiting = mag.pending.get((core.name, g))
                 if waiting:
                     for i in list(waiting):
                         self._check(self.mns[i], g)
             elif kind is SendQuery:
                 mn = self._mn_by_link[action.interface]
-                if mn.link_up and mn.mag == mag.index \
+                if mn.link_up and mn.mag == mag.index and action.family is mn.family \
                         and not self.lost(d.access_loss, f"{mn.link}>"):
-                    query = Query(action.version, _MAG_ADDRESS, action.max_resp_interval,
+                    query = Query(action.version, _MAG_ADDRESS[mn.family], action.max_resp_interval,
                                   action.group, action.sources,
                                   action.suppress_router_processing, action.robustness,
                                   action.query_interval)
@@ -329,7 +368,7 @@ class Simulator(EventLoop):
                 mag.reports_sent += 1
                 for record in action.records:
                     if record.record_type in _JOINING:
-                        mag.join_times.setdefault((lma.index, int(record.group) - FIRST_GROUP),
+                        mag.join_times.setdefault((lma.index, self._stream_of[record.group]),
                                                   []).append(now)
                 if not self.lost(d.tunnel_loss, f"{lma.tunnel}:{self._tunnels[mag.index]}<"):
                     self.at(now + d.tunnel_interval + d.lma_processing_interval,
@@ -342,15 +381,15 @@ class Simulator(EventLoop):
                 if not self.lost(d.tunnel_loss, f"{lma.tunnel}:{action.interface}>"):
                     self.at(self.now + d.tunnel_interval, self._query_to_mag,
                             self._mag_by_tunnel[action.interface], lma.index, action)
-            elif type(action) is ForwardingChanged:
-                self._lma_forwarding(lma, int(action.group) - FIRST_GROUP)
+            elif type(action) is ForwardingChanged and action.group in self._stream_of:
+                self._lma_forwarding(lma, self._stream_of[action.group])
 
     def _lma_forwarding(self, lma: Lma, g: int) -> None:
         """Follow which MAG tunnels the LMA forwards ``g`` into: its downstreams with a
         membership of the group (the MAGs never query, so the LMA is querier on every
         tunnel; the MAGs report EXCLUDE {} for the any-source groups modelled here)."""
-        group = group_address(g)
-        now_on = {int(name[1:]) for name in lma.core.subscribers(Family.IPV4, group)}
+        group = self.streams[g]
+        now_on = {int(name[1:]) for name in lma.core.subscribers(Family(group.version), group)}
         was_on = lma.forwarding.get(g, set())
         for m in was_on - now_on:
             del lma.on_since[(m, g)]
@@ -378,14 +417,14 @@ class Simulator(EventLoop):
         mag = self.mags[mag_index]
         core = mag.facade.cores.get(mn.tunnel)
         if core is not None:
-            mag.follow(core, core.handle_report(self.now, mn.link, Family.IPV4, report.version,
+            mag.follow(core, core.handle_report(self.now, mn.link, mn.family, report.version,
                                                 report.records, mn.address))
 
     def _report_to_lma(self, lma: Lma, mag: int, report: SendReport) -> None:
         lma.reports_received += 1
-        lma.timed.deliver(lma.core.handle_report(self.now, self._tunnels[mag], Family.IPV4,
+        lma.timed.deliver(lma.core.handle_report(self.now, self._tunnels[mag], report.family,
                                                  report.version, report.records,
-                                                 self._mag_addresses[mag]))
+                                                 self._mag_addresses[report.family][mag]))
         self.rearm(lma.timed)
 
     def _query_to_mag(self, mag_index: int, lma: int, action: SendQuery) -> None:
@@ -393,10 +432,10 @@ class Simulator(EventLoop):
         core = mag.facade.cores.get(self.lmas[lma].tunnel)
         if core is None:
             return
-        query = Query(action.version, _LMA_ADDRESS, action.max_resp_interval,
+        query = Query(action.version, _LMA_ADDRESS[action.family], action.max_resp_interval,
                       action.group, action.sources, action.suppress_router_processing,
                       action.robustness, action.query_interval)
-        mag.follow(core, core.handle_query(self.now, core.name, Family.IPV4, query))
+        mag.follow(core, core.handle_query(self.now, core.name, action.family, query))
 
     # -- data path and measurement -------------------------------------------------------
 
@@ -416,10 +455,10 @@ class Simulator(EventLoop):
         if core is None:
             return
         try:
-            router = core.router(mn.link, Family.IPV4)
+            router = core.router(mn.link, mn.family)
         except KeyError:
             return
-        if not router.forwards(group_address(g), SOURCE):
+        if not router.forwards(self.streams[g], _SOURCES[mn.family]):
             return
         resume_at = max(self.now, since + self.delays.tunnel_interval) + self.delays.access_interval
         row = mn.open_rows.pop(g)
@@ -442,8 +481,8 @@ class Simulator(EventLoop):
         return max(0.0, min(resume_at, buffered_from) - start)
 
     def _row(self, mn: Mn, g: int, from_mag: str, to_mag: str, outage: float) -> Row:
-        stream, group = self._group_names[g]
-        return Row(self._handovers, mn.name, from_mag, to_mag, self.mode, stream, "ipv4", group,
+        stream, group, family = self._stream_names[g]
+        return Row(self._handovers, mn.name, from_mag, to_mag, self.mode, stream, family, group,
                    self.now, self.now + outage, round(outage * 1000.0, 3), None, None, 0, None,
                    None)
 
@@ -452,12 +491,13 @@ class Simulator(EventLoop):
         toward the MN's LMA in [attach, the MN's next detach)."""
         by_name = {mn.name: mn for mn in self.mns}
         mag_by_name = {mag.name: mag for mag in self.mags}
+        stream_by_group = {group: s for s, (_, group, _) in enumerate(self._stream_names)}
         for row in self.row_objects:
             mn = by_name[row.mn]
             detaches = self._detaches.get(mn.index, [])
             later = bisect.bisect_right(detaches, row.detach_at)
             end = detaches[later] if later < len(detaches) else self.now
-            times = mag_by_name[row.to_mag].join_times.get((mn.lma, int(row.stream[1:]) - 1), [])
+            times = mag_by_name[row.to_mag].join_times.get((mn.lma, stream_by_group[row.group]), [])
             first = bisect.bisect_left(times, row.attach_at)
             if first < len(times) and times[first] < end:
                 row.attach_to_upstream_report_ms = round((times[first] - row.attach_at) * 1000.0, 3)

@@ -26,12 +26,14 @@ from mcproxy_pmip_sim.parts import canonical_group
 class Owner(Protocol):
     now: float
     host_options: HostOptions
+    #: the families every access link runs
+    families: tuple[Family, ...]
 
     def rng_for(self, name: str) -> random.Random: ...
 
     def follow(self, core: InstanceCore, actions: list[Action]) -> None: ...
 
-    def link_address(self, interface: str) -> Any: ...
+    def link_address(self, interface: str, family: Family) -> Any: ...
 
 
 class SimClock:
@@ -71,17 +73,19 @@ class SimFacade:
 
     def add_downstream(self, instance: str, interface: str) -> None:
         core = self.cores[instance]
-        self._owner.follow(core, core.add_downstream(self._owner.now, interface, Family.IPV4,
-                                                     self._owner.link_address(interface)))
+        for family in self._owner.families:
+            self._owner.follow(core, core.add_downstream(self._owner.now, interface, family,
+                                                         self._owner.link_address(interface, family)))
 
     def remove_downstream(self, instance: str, interface: str) -> None:
         core = self.cores[instance]
-        self._owner.follow(core, core.remove_downstream(self._owner.now, interface, Family.IPV4))
+        for family in self._owner.families:
+            self._owner.follow(core, core.remove_downstream(self._owner.now, interface, family))
 
     def export_records(self, instance: str, interface: str) -> list[FamilyRecords]:
-        version, records = self.cores[instance].export_downstream(self._owner.now, interface,
-                                                                  Family.IPV4)
-        return [(Family.IPV4, version, records)]
+        core = self.cores[instance]
+        return [(family, *core.export_downstream(self._owner.now, interface, family))
+                for family in self._owner.families]
 
     def import_records(self, instance: str, interface: str, family: Family, version: int,
                        records: Iterable[GroupRecord]) -> None:

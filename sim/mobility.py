@@ -1,4 +1,5 @@
-"""Mobility models: which cell (and so which MAG) each MN is in, over time.
+"""Mobility models: which cell (and so which MAG) each MN is in, over time, and how long
+the radio link is down at each move (the L2 outage models).
 
 ``random_waypoint`` on a grid of cells (one MAG per cell): an MN picks a
 destination cell uniformly, walks there one neighbouring cell at a time
@@ -7,6 +8,12 @@ destination cell uniformly, walks there one neighbouring cell at a time
 destination and picks again. ``trace``: lines ``time mn cell`` (``#``
 comments allowed); an MN's first line at time 0 gives its start cell, else
 it starts in cell 0.
+
+L2 outages (``l2_outage_model``): ``uniform`` in [min, max]; ``exponential``:
+min plus an exponential draw of mean ``l2_outage_mean_interval``, cut at max
+(most outages short, a tail of long ones); ``samples``: one of
+``l2_outage_samples`` with equal chance (outages measured elsewhere, such as
+in the testbed).
 """
 
 from __future__ import annotations
@@ -89,3 +96,14 @@ def plan_moves(scenario: Scenario, rng: random.Random) -> tuple[list[int], list[
         text = Path(scenario.mobility.trace_file or "").read_text()
         return parse_trace(text, scenario.mns, scenario.mags)
     return random_waypoint(scenario, rng)
+
+
+def draw_outage(scenario: Scenario, rng: random.Random) -> float:
+    """The L2 outage of one move (seconds)."""
+    model = scenario.l2_outage_model
+    if model == "exponential":
+        drawn = rng.expovariate(1.0 / scenario.l2_outage_mean_interval)
+        return min(scenario.l2_outage_min_interval + drawn, scenario.l2_outage_max_interval)
+    if model == "samples":
+        return rng.choice(scenario.l2_outage_samples)
+    return rng.uniform(scenario.l2_outage_min_interval, scenario.l2_outage_max_interval)

@@ -13,8 +13,11 @@ from typing import Any
 
 import yaml
 
+from mcproxy_pmip.config.model import PROTOCOLS
+
 MODES = ("static", "plugin", "context", "predictive")
 MOBILITY_MODELS = ("random_waypoint", "trace")
+OUTAGE_MODELS = ("uniform", "exponential", "samples")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +56,16 @@ class Scenario:
     zipf_exponent: float = 1.0
     stream_rate: float = 100.0
     duration_interval: float = 600.0
+    #: the MNs' host stacks: protocol (the daemon's names, IGMPv1..MLDv2) -> share of the MNs;
+    #: an MLD host joins IPv6 groups, an older-version host stays in its version
+    mn_protocols: dict[str, float] = dataclasses.field(default_factory=lambda: {"IGMPv3": 1.0})
+    #: ``uniform`` in [min, max]; ``exponential``: min plus an exponential draw of mean
+    #: ``l2_outage_mean_interval``, cut at max; ``samples``: one of ``l2_outage_samples``
+    l2_outage_model: str = "uniform"
     l2_outage_min_interval: float = 0.05
     l2_outage_max_interval: float = 0.05
+    l2_outage_mean_interval: float = 0.05
+    l2_outage_samples: tuple[float, ...] = ()
     prepare_lead_interval: float = 0.1
     #: predictive mode: the old MAG gets the binding detach this long before the link break
     detach_lead_interval: float = 0.0
@@ -88,6 +99,18 @@ def check(scenario: Scenario) -> Scenario:
         problems.append("groups_per_mn must be between 1 and groups")
     if not 0 <= scenario.l2_outage_min_interval <= scenario.l2_outage_max_interval:
         problems.append("need 0 <= l2_outage_min_interval <= l2_outage_max_interval")
+    if scenario.l2_outage_model not in OUTAGE_MODELS:
+        problems.append(f"l2_outage_model must be one of {OUTAGE_MODELS}")
+    if scenario.l2_outage_model == "exponential" and not scenario.l2_outage_mean_interval > 0:
+        problems.append("l2_outage_mean_interval must be above 0")
+    if scenario.l2_outage_model == "samples" and (
+            not scenario.l2_outage_samples or min(scenario.l2_outage_samples) < 0):
+        problems.append("l2_outage_model samples needs l2_outage_samples, none below 0")
+    protocols = scenario.mn_protocols
+    if not isinstance(protocols, dict) or not protocols or set(protocols) - set(PROTOCOLS):
+        problems.append(f"mn_protocols must map some of {sorted(PROTOCOLS)} to shares")
+    elif min(protocols.values()) < 0 or abs(sum(protocols.values()) - 1.0) > 1e-9:
+        problems.append("mn_protocols: the shares must be at least 0 and sum to 1")
     if not 0 <= scenario.detach_lead_interval <= scenario.prepare_lead_interval:
         problems.append("need 0 <= detach_lead_interval <= prepare_lead_interval")
     if scenario.buffer_interval < 0:
@@ -116,7 +139,9 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     values = {}
     for key, value in data.items():
         nested = _SECTIONS.get(key) if cls is Scenario else None
-        values[key] = _build(nested, value or {}, f"{where}.{key}") if nested else value
+        if nested:
+            value = _build(nested, value or {}, f"{where}.{key}")
+        values[key] = tuple(value) if isinstance(value, list) else value
     return cls(**values)
 
 
@@ -127,7 +152,7 @@ def with_values(scenario: Scenario, values: dict[str, Any], where: str = "sweep"
     for key, value in values.items():
         section, _, name = key.rpartition(".")
         target = data if not section else data.get(section) if section in _SECTIONS else None
-        if target is None or name not in target or isinstance(target[name], dict):
+        if target is None or name not in target or (not section and name in _SECTIONS):
             raise ValueError(f"{where}: unknown key {key!r} (nested keys: delays.x, mobility.x)")
         target[name] = value
     return check(_build(Scenario, data, where))

@@ -19,7 +19,8 @@ state per group and implements:
   large state is spread over the response interval, part *i* of *n* at a
   random time in (i/n, (i+1)/n] of Max Resp Time;
 - RFC 3376 §7.2.1 / RFC 3810 §8.2.1: older-version querier compatibility
-  (IGMPv1/v2, MLDv1 reports while an older querier is present).
+  (IGMPv1/v2, MLDv1 reports while an older querier is present), and hosts of an
+  older version (``HostOptions.newest_version``) that stay in its mode.
 
 The class is driven by ``set_membership``, ``handle_query`` and
 ``handle_timer(now)``; it returns ``SendReport`` / ``Trace`` actions and never
@@ -108,7 +109,9 @@ class UpstreamHost:
         self._querier_robustness = options.robustness
         self._querier_query_interval = DEFAULT_QUERY_INTERVAL
         self._querier_response_interval = DEFAULT_QUERY_RESPONSE_INTERVAL
-        self.version = family.newest_version
+        #: the newest version this host speaks: its version without older queriers
+        self._speaks = min(family.newest_version, options.newest_version or family.newest_version)
+        self.version = self._speaks
         self.mtu = ANSWER_PART_MTU
         #: (first change, deadline) of the retransmission batch changes still join (§5.1)
         self._retransmit_batch: tuple[float, float] | None = None
@@ -354,7 +357,7 @@ class UpstreamHost:
         """Host Compatibility Mode from the older querier present timers (§7.2.1)."""
         older = [version for version in range(1, self.family.newest_version)
                  if (_OLDER_QUERIER, version) in self._deadlines]
-        version = min(older) if older else self.family.newest_version
+        version = min([*older, self._speaks])
         if version == self.version:
             return []
         previous, self.version = self.version, version

@@ -160,7 +160,13 @@ class RouterOptions:
 
 @dataclass(frozen=True, slots=True)
 class HostOptions:
-    """Host-side settings of the upstream interface (RFC 3376 §5 / RFC 3810 §6)."""
+    """Host-side settings of the upstream interface (RFC 3376 §5 / RFC 3810 §6).
+
+    ``newest_version``: the newest protocol version the host speaks (IGMP 1-3, MLD
+    1-2; None: the family's newest). A host of an older version stays in that
+    version's compatibility mode whatever the querier sends.
+    """
 
     robustness: int = 2
     unsolicited_report_interval: float = 1.0
+    newest_version: int | None = None

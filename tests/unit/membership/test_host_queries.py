@@ -212,3 +212,29 @@ def test_mldv1_querier_switches_mld_reports_to_version_one() -> None:
     join = host.set_membership(1.0, G6, EXC, frozenset())
     assert [(r.version, r.family) for r in reports(join)] == [(1, Family.IPV6)]
     assert records_of(host.set_membership(2.0, G6, INC, frozenset())) == [("TO_IN", G6, ())]
+
+
+def test_an_igmpv2_host_stays_in_v2_under_a_v3_querier_and_a_v1_querier_still_wins() -> None:
+    host = UpstreamHost("up0", Family.IPV4, HostOptions(newest_version=2), random.Random(3))
+    assert host.version == 2
+    join = host.set_membership(0.0, G, EXC, frozenset())
+    assert [r.version for r in reports(join)] == [2] and records_of(join) == [("IS_EX", G, ())]
+    retransmitted = host.handle_timer(host.get_timer())
+    assert [r.version for r in reports(retransmitted)] == [2]
+    query(host, 10.0, version=3, max_resp=1.0)
+    assert host.version == 2
+    answer = []
+    while (deadline := host.get_timer()) is not None and deadline < 12.0:
+        answer.extend(host.handle_timer(deadline))
+    assert [r.version for r in reports(answer)] == [2] and records_of(answer) == [("IS_EX", G, ())]
+    query(host, 20.0, version=1)
+    assert host.version == 1
+    while (deadline := host.get_timer()) is not None and deadline < 1000.0:
+        host.handle_timer(deadline)
+    assert host.version == 2, "after the v1 querier's timeout the host went above its own version"
+
+
+def test_an_mldv1_host_reports_in_version_one() -> None:
+    host = UpstreamHost("up0", Family.IPV6, HostOptions(newest_version=1), random.Random(3))
+    join = host.set_membership(0.0, G6, EXC, frozenset())
+    assert [(r.version, r.family) for r in reports(join)] == [(1, Family.IPV6)]

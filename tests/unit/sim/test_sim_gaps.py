@@ -13,26 +13,12 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from sim_support import OUTAGE_MS, scenario
 
 from mcproxy_pmip.membership.host import UpstreamHost
 from mcproxy_pmip.membership.instance import InstanceCore
 from mcproxy_pmip_plugins.pmipv6.bindings import BindingTable
 from mcproxy_pmip_sim.domain import Simulator
-from mcproxy_pmip_sim.scenario import Delays, Mobility, Scenario
-
-OUTAGE_MS = 50.0
-
-
-def scenario(tmp_path: Path) -> Scenario:
-    trace = tmp_path / "moves.trace"
-    trace.write_text("# time mn cell\n0 0 0\n30 0 1\n60 0 0\n")
-    return Scenario(lmas=1, mags=2, grid_columns=2, mns=1, groups=1, groups_per_mn=1,
-                    stream_rate=100.0, duration_interval=90.0,
-                    l2_outage_min_interval=0.05, l2_outage_max_interval=0.05,
-                    prepare_lead_interval=0.1,
-                    delays=Delays(access_interval=0.001, tunnel_interval=0.002,
-                                  lma_processing_interval=0.001, signalling_interval=0.005),
-                    mobility=Mobility(model="trace", trace_file=str(trace)))
 
 
 def rows(tmp_path: Path, mode: str, seed: int = 7) -> list[dict]:
