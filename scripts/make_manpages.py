@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Generate the man pages (man/*.1) and the ctl's bash completion (completions/).
 
-The man pages come from the argparse definitions of the three commands
+The man pages come from the argparse definitions of the four commands
 (``mcproxy_pmip.cli.build_parser``, ``mcproxy_pmip.control.ctl.build_parser``,
-``mcproxy_pmip_testbed.cli.build_parser``), the completion from the ctl's
+``mcproxy_pmip_testbed.cli.build_parser``, ``mcproxy_pmip_sim.cli.build_parser``),
+the completion from the ctl's
 command table (``mcproxy_pmip.control.ctl.COMMAND_SPECS``) and its global
 options. The output carries no date, so it changes only when a parser, the
 command table or the version changes.
@@ -25,6 +26,7 @@ from mcproxy_pmip import __version__
 from mcproxy_pmip.cli import build_parser as daemon_parser
 from mcproxy_pmip.control.ctl import COMMAND_SPECS
 from mcproxy_pmip.control.ctl import build_parser as ctl_parser
+from mcproxy_pmip_sim.cli import build_parser as sim_parser
 from mcproxy_pmip_testbed.cli import build_parser as testbed_parser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +58,18 @@ EXTRA_SECTIONS: dict[str, list[tuple[str, list[str]]]] = {
     "mcproxy-pmip-testbed": [
         ("EXIT STATUS", ["0 ok, 2 an invalid scenario or an unusable data plane, "
                          "130 interrupted (the topology is torn down)."]),
-        ("SEE ALSO", ["mcproxy-pmip(1), mcproxy-pmip-ctl(1)"]),
+        ("SEE ALSO", ["mcproxy-pmip(1), mcproxy-pmip-ctl(1), mcproxy-pmip-sim(1)"]),
+    ],
+    "mcproxy-pmip-sim": [
+        ("FILES", [
+            "The scenario YAML: every key optional, the embedded default fills the rest; "
+            "docs/simulation.md in the source distribution lists the keys, the data model "
+            "and its error.",
+            "results.json (the testbed's handover rows and keys, plus aggregates per mode), "
+            "gap_cdf.png and loss_popularity.png in the --out folder.",
+        ]),
+        ("EXIT STATUS", ["0 ok, 2 an invalid scenario, sweep value or command line."]),
+        ("SEE ALSO", ["mcproxy-pmip-testbed(1), mcproxy-pmip(1)"]),
     ],
 }
 
@@ -213,7 +226,8 @@ def outputs() -> dict[Path, str]:
     """Every generated file (relative to the repository root) and its content."""
     pages = {"mcproxy-pmip": (daemon_parser(), None),
              "mcproxy-pmip-ctl": (ctl_parser(), _ctl_commands),
-             "mcproxy-pmip-testbed": (testbed_parser(), None)}
+             "mcproxy-pmip-testbed": (testbed_parser(), None),
+             "mcproxy-pmip-sim": (sim_parser(), None)}
     files = {Path("man") / f"{name}.1": man_page(parser, EXTRA_SECTIONS[name], commands)
              for name, (parser, commands) in pages.items()}
     files[Path("completions") / "mcproxy-pmip-ctl"] = bash_completion()

@@ -82,7 +82,9 @@ def _fmt(value: object) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mcproxy-pmip-sim", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="mcproxy-pmip-sim",
+        description="simulate PMIPv6 multicast handovers at domain scale on the daemon's engine")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="simulate one seed in one or more modes")

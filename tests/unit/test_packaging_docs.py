@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 
+import mcproxy_pmip_sim.cli as sim_cli
 import mcproxy_pmip_testbed.cli as testbed_cli
 from mcproxy_pmip import __version__
 from mcproxy_pmip import cli as daemon_cli
@@ -28,7 +29,8 @@ from mcproxy_pmip.control.server import core_commands
 from mcproxy_pmip_plugins.pmipv6 import Pmipv6Plugin
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMANDS = {"mcproxy-pmip": daemon_cli, "mcproxy-pmip-ctl": ctl, "mcproxy-pmip-testbed": testbed_cli}
+COMMANDS = {"mcproxy-pmip": daemon_cli, "mcproxy-pmip-ctl": ctl, "mcproxy-pmip-testbed": testbed_cli,
+            "mcproxy-pmip-sim": sim_cli}
 COMPLETION = ROOT / "completions" / "mcproxy-pmip-ctl"
 
 
