@@ -88,3 +88,18 @@ def test_a_dask_cluster_gives_the_table_the_process_pool_gives() -> None:
     assert len(local) == 4
     assert on_own_cluster == local, "the Dask workers' table differs from the local processes'"
     assert on_running_scheduler == local
+
+
+@pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
+                    reason="needs Dask's distributed scheduler (the cluster extra)")
+def test_the_sweep_command_runs_on_dask(tmp_path: Path) -> None:
+    scenario = tmp_path / "tiny.yaml"
+    scenario.write_text("mns: 4\nduration_interval: 60\n")
+    out = tmp_path / "dask.csv"
+    assert cli.main(["sweep", "--scenario", str(scenario), "--mode", "plugin", "--seeds", "2",
+                     "--executor", "dask", "--processes", "2", "--csv", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    expected = sweep(dataclasses.replace(TINY, mns=4, duration_interval=60.0), ["plugin"], [1, 2],
+                     processes=2)
+    assert [(r["seed"], r["events"]) for r in rows] == [
+        (str(e["seed"]), str(e["events"])) for e in expected]
