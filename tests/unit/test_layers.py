@@ -82,14 +82,14 @@ def test_proxy_layer_forwards_only_through_the_port(path: pathlib.Path) -> None:
     assert not bad, f"{path.relative_to(ROOT)} imports a plane implementation {bad}: pass it in from the daemon"
 
 
-def test_core_never_imports_plugins_or_testbed() -> None:
+def test_core_never_imports_plugins_testbed_or_simulator() -> None:
     offenders = [
         str(path.relative_to(ROOT))
         for path in PACKAGE.rglob("*.py")
         for name in imported_modules(path)
-        if name.startswith(("mcproxy_pmip_plugins", "mcproxy_pmip_testbed"))
+        if name.startswith(("mcproxy_pmip_plugins", "mcproxy_pmip_testbed", "mcproxy_pmip_sim"))
     ]
-    assert not offenders, f"the core imports a plugin or the testbed: {offenders}"
+    assert not offenders, f"the core imports a plugin, the testbed or the simulator: {offenders}"
 
 
 def test_scapy_stays_out_of_the_daemon() -> None:
