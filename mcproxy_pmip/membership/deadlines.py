@@ -76,14 +76,8 @@ class Deadlines:
 
     def earliest(self) -> float | None:
         """The earliest deadline set, or None."""
-        heap = self._heap
-        if heap:
-            top = heap[0]
-            if self._at.get(top[2]) is not top:      # stale or early: repair first
-                self._settle_top()
-                return heap[0][0] if heap else None
-            return top[0]
-        return None
+        self._settle_top()
+        return self._heap[0][0] if self._heap else None
 
     def pop_due(self, now: float) -> list[Hashable]:
         """Remove and return the keys whose deadline is at or before ``now``, earliest first."""
