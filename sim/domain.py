@@ -35,7 +35,7 @@ from mcproxy_pmip_plugins.pmipv6.bindings import (BindingTable, ContextEntry, Mo
 from mcproxy_pmip_sim.events import EventLoop, Progress
 from mcproxy_pmip_sim.facade import SimFacade
 from mcproxy_pmip_sim.mobility import draw_outage, plan_moves
-from mcproxy_pmip_sim.parts import SOURCE, SOURCE6, Row, Timed, group_address, zipf_weights
+from mcproxy_pmip_sim.parts import SOURCES, Row, Timed, group_address, zipf_weights
 from mcproxy_pmip_sim.scenario import MODES, Scenario
 
 _JOINING = (RecordType.CHANGE_TO_EXCLUDE, RecordType.ALLOW_NEW_SOURCES)
@@ -44,20 +44,18 @@ _NO_SOURCES: frozenset = frozenset()
 
 
 #: per family: the MAGs' own address on every access link, the LMAs' on every tunnel, the
-#: first MN address, the streams' source
+#: first MN address
 _MAG_ADDRESS = {Family.IPV4: IPv4Address("100.64.0.1"), Family.IPV6: IPv6Address("fe80::1")}
 _LMA_ADDRESS = {Family.IPV4: IPv4Address("10.0.0.1"), Family.IPV6: IPv6Address("fe80::a")}
 _MN_ADDRESSES = {Family.IPV4: int(IPv4Address("100.64.0.0")),
                  Family.IPV6: int(IPv6Address("fe80::1:0"))}
-_SOURCES = {Family.IPV4: SOURCE, Family.IPV6: SOURCE6}
 
 
 class Mn:
     """One MN: its host stack (one family), its streams (indices into ``Simulator.streams``)."""
 
     __slots__ = ("index", "name", "lma", "mag", "link_up", "host", "timed", "groups", "address",
-                 "receiving", "flow_end_at", "open_rows", "settled_at", "link", "tunnel",
-                 "family")
+                 "receiving", "flow_end_at", "open_rows", "settled_at", "link", "tunnel")
 
     def __init__(self, index: int, lma: int, mag: int, host: UpstreamHost,
                  groups: list[int]) -> None:
@@ -69,9 +67,8 @@ class Mn:
         self.host = host
         self.timed: Timed | None = None
         self.groups = groups
-        self.family = host.family
-        self.address = (IPv4Address if self.family is Family.IPV4 else IPv6Address)(
-            _MN_ADDRESSES[self.family] + index + 2)
+        self.address = (IPv4Address if host.family is Family.IPV4 else IPv6Address)(
+            _MN_ADDRESSES[host.family] + index + 2)
         self.receiving: set[int] = set()
         self.flow_end_at: dict[int, float] = {}
         #: group -> the open result row of the last handover (None: initial attach)
@@ -112,6 +109,9 @@ class Mag:
 
     def link_address(self, interface: str, family: Family) -> IPv4Address | IPv6Address:
         return _MAG_ADDRESS[family]
+
+    def shared_group(self, group: IPv4Address | IPv6Address) -> IPv4Address | IPv6Address:
+        return self.sim.shared_group(group)
 
     def follow(self, core: InstanceCore, actions: list[Action]) -> None:
         timed = self.timed.get(id(core))
@@ -194,6 +194,11 @@ class Simulator(EventLoop):
                                Family(group.version).name.lower())
                               for s, group in enumerate(self.streams)]
         self.outage_rng = random.Random(f"{seed}:outage")
+
+    def shared_group(self, group: IPv4Address | IPv6Address) -> IPv4Address | IPv6Address:
+        """The stream's own address object for an equal one (decoded from a context)."""
+        s = self._stream_of.get(group)
+        return group if s is None else self.streams[s]
 
     def _host_protocols(self, scenario: Scenario, seed: int) -> list[tuple[Family, HostOptions]]:
         """Each MN's family and host options, drawn by the ``mn_protocols`` shares (from a
@@ -356,9 +361,9 @@ class Simulator(EventLoop):
                         self._check(self.mns[i], g)
             elif kind is SendQuery:
                 mn = self._mn_by_link[action.interface]
-                if mn.link_up and mn.mag == mag.index and action.family is mn.family \
+                if mn.link_up and mn.mag == mag.index and action.family is mn.host.family \
                         and not self.lost(d.access_loss, f"{mn.link}>"):
-                    query = Query(action.version, _MAG_ADDRESS[mn.family], action.max_resp_interval,
+                    query = Query(action.version, _MAG_ADDRESS[mn.host.family], action.max_resp_interval,
                                   action.group, action.sources,
                                   action.suppress_router_processing, action.robustness,
                                   action.query_interval)
@@ -417,7 +422,7 @@ class Simulator(EventLoop):
         mag = self.mags[mag_index]
         core = mag.facade.cores.get(mn.tunnel)
         if core is not None:
-            mag.follow(core, core.handle_report(self.now, mn.link, mn.family, report.version,
+            mag.follow(core, core.handle_report(self.now, mn.link, mn.host.family, report.version,
                                                 report.records, mn.address))
 
     def _report_to_lma(self, lma: Lma, mag: int, report: SendReport) -> None:
@@ -455,10 +460,10 @@ class Simulator(EventLoop):
         if core is None:
             return
         try:
-            router = core.router(mn.link, mn.family)
+            router = core.router(mn.link, mn.host.family)
         except KeyError:
             return
-        if not router.forwards(self.streams[g], _SOURCES[mn.family]):
+        if not router.forwards(self.streams[g], SOURCES[mn.host.family]):
             return
         resume_at = max(self.now, since + self.delays.tunnel_interval) + self.delays.access_interval
         row = mn.open_rows.pop(g)

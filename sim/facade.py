@@ -20,7 +20,6 @@ from mcproxy_pmip.membership.instance import InstanceCore
 from mcproxy_pmip.membership.timers import HostOptions, RouterOptions, Timers
 from mcproxy_pmip.plugin import FamilyRecords, ProxyEvent
 from mcproxy_pmip.wire.records import GroupRecord
-from mcproxy_pmip_sim.parts import canonical_group
 
 
 class Owner(Protocol):
@@ -34,6 +33,8 @@ class Owner(Protocol):
     def follow(self, core: InstanceCore, actions: list[Action]) -> None: ...
 
     def link_address(self, interface: str, family: Family) -> Any: ...
+
+    def shared_group(self, group: Any) -> Any: ...
 
 
 class SimClock:
@@ -90,10 +91,10 @@ class SimFacade:
     def import_records(self, instance: str, interface: str, family: Family, version: int,
                        records: Iterable[GroupRecord]) -> None:
         """Records decoded from a context name their groups with new address objects: the
-        shared ones (``canonical_group``) take their place."""
+        simulator's shared ones (``Owner.shared_group``) take their place."""
         core = self.cores[instance]
-        shared = tuple(GroupRecord(r.record_type, canonical_group(r.group), r.sources, r.aux_data)
-                       for r in records)
+        shared = tuple(GroupRecord(r.record_type, self._owner.shared_group(r.group), r.sources,
+                                   r.aux_data) for r in records)
         self._owner.follow(core, core.import_downstream(self._owner.now, interface, family,
                                                         version, shared))
 

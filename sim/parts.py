@@ -33,37 +33,26 @@ class _HashedOnce:
         return f"{type(self).__mro__[2].__name__}('{self}')"
 
 
-class GroupAddress(_HashedOnce, IPv4Address):
+class HashedIPv4Address(_HashedOnce, IPv4Address):
     __slots__ = ("_hash",)
 
 
-class GroupAddress6(_HashedOnce, IPv6Address):
+class HashedIPv6Address(_HashedOnce, IPv6Address):
     __slots__ = ("_hash",)
 
 
-SOURCE = GroupAddress(int(IPv4Address("10.255.0.1")))
-SOURCE6 = GroupAddress6(int(IPv6Address("fd00:ff::1")))
-#: the first groups' addresses of each family, made once: the MNs join these very
-#: objects, so the engine's lookups mostly meet the key itself (no ``__eq__`` call)
-GROUPS = tuple(GroupAddress(FIRST_GROUP + g) for g in range(4096))
-GROUPS6 = tuple(GroupAddress6(FIRST_GROUP6 + g) for g in range(4096))
+#: the streams' source, per family
+SOURCES = {Family.IPV4: HashedIPv4Address(int(IPv4Address("10.255.0.1"))),
+           Family.IPV6: HashedIPv6Address(int(IPv6Address("fd00:ff::1")))}
 
 
-def group_address(index: int, family: Family = Family.IPV4) -> IPv4Address | IPv6Address:
-    """Group ``index`` (0: the most popular) of ``family``."""
+def group_address(index: int, family: Family) -> IPv4Address | IPv6Address:
+    """Group ``index`` (0: the most popular) of ``family``. The simulator makes each once
+    and hands the MNs those objects, so the engine's lookups mostly meet the key itself
+    (no ``__eq__`` call)."""
     if family is Family.IPV4:
-        return GROUPS[index] if index < len(GROUPS) else GroupAddress(FIRST_GROUP + index)
-    return GROUPS6[index] if index < len(GROUPS6) else GroupAddress6(FIRST_GROUP6 + index)
-
-
-def group_index(address: IPv4Address | IPv6Address) -> int:
-    """The index of a group address (its popularity rank - 1)."""
-    return int(address) - (FIRST_GROUP if address.version == 4 else FIRST_GROUP6)
-
-
-def canonical_group(address: IPv4Address | IPv6Address) -> IPv4Address | IPv6Address:
-    """The shared object of a group address (one decoded from a transferred context)."""
-    return group_address(group_index(address), Family(address.version))
+        return HashedIPv4Address(FIRST_GROUP + index)
+    return HashedIPv6Address(FIRST_GROUP6 + index)
 
 
 def zipf_weights(count: int, exponent: float) -> list[float]:

@@ -151,8 +151,11 @@ def with_values(scenario: Scenario, values: dict[str, Any], where: str = "sweep"
     data = dataclasses.asdict(scenario)
     for key, value in values.items():
         section, _, name = key.rpartition(".")
-        target = data if not section else data.get(section) if section in _SECTIONS else None
-        if target is None or name not in target or (not section and name in _SECTIONS):
+        if section:
+            target = data[section] if section in _SECTIONS else {}
+        else:
+            target = {} if name in _SECTIONS else data
+        if name not in target:
             raise ValueError(f"{where}: unknown key {key!r} (nested keys: delays.x, mobility.x)")
         target[name] = value
     return check(_build(Scenario, data, where))

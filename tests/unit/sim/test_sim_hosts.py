@@ -38,9 +38,12 @@ def test_an_igmpv2_mn_reports_in_v2_and_its_context_keeps_the_new_mag_in_v2_mode
                                         duration_interval=45.0), "context", 7)
     sent: list[int] = []
     deliver = sim.mn_actions
-    sim.mn_actions = lambda mn, actions: (  # type: ignore[method-assign]
-        sent.extend(a.version for a in actions if isinstance(a, SendReport)),
-        deliver(mn, actions))
+
+    def record_reports(mn, actions) -> None:
+        sent.extend(a.version for a in actions if isinstance(a, SendReport))
+        deliver(mn, actions)
+
+    sim.mn_actions = record_reports  # type: ignore[method-assign]
     sim.run()
     assert sent and set(sent) == {2}
     router = sim.mags[1].facade.cores["tun0"].router("a0", Family.IPV4)
@@ -52,7 +55,7 @@ def test_protocol_shares_are_drawn_per_mn_and_checked() -> None:
     mixed = dataclasses.replace(default_scenario(), mns=400,
                                 mn_protocols={"IGMPv3": 0.5, "MLDv2": 0.3, "IGMPv1": 0.2})
     sim = Simulator(mixed, "context", 1)
-    families = [mn.family for mn in sim.mns]
+    families = [mn.host.family for mn in sim.mns]
     assert 0.2 < families.count(Family.IPV6) / 400 < 0.4
     assert {mn.host.version for mn in sim.mns} == {1, 2, 3}
     assert sim.families == (Family.IPV4, Family.IPV6)
