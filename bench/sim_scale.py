@@ -1,7 +1,8 @@
 """Simulator scale: wall and CPU time, events per second and peak memory against the number of MNs.
 
     python bench/sim_scale.py [--mns 1000,10000,100000] [--hours 1,1,0.05] [-n 3,1,1]
-                              [--mags 100] [--mode context] [--seed 1] [--profile DIR]
+                              [--mags 100] [--mode context] [--dwell 20,60] [--seed 1]
+                              [--profile DIR]
 
 The embedded default scenario resized: 2 LMAs, ``--mags`` MAGs on a
 square-ish grid, the given MNs. ``--hours`` and ``-n`` (repetitions) are
@@ -30,14 +31,17 @@ import time
 from pathlib import Path
 
 
-def one(mns: int, mags: int, hours: float, mode: str, seed: int,
+def one(mns: int, mags: int, hours: float, mode: str, seed: int, dwell: tuple[float, float],
         profile: str | None = None) -> dict[str, float]:
     from mcproxy_pmip_sim.domain import Simulator
     from mcproxy_pmip_sim.scenario import default_scenario
 
     columns = next(c for c in range(int(mags ** 0.5), 0, -1) if mags % c == 0)
-    scenario = dataclasses.replace(default_scenario(), mns=mns, mags=mags, grid_columns=columns,
-                                   duration_interval=hours * 3600.0)
+    base = default_scenario()
+    mobility = dataclasses.replace(base.mobility, dwell_min_interval=dwell[0],
+                                   dwell_max_interval=dwell[1])
+    scenario = dataclasses.replace(base, mns=mns, mags=mags, grid_columns=columns,
+                                   duration_interval=hours * 3600.0, mobility=mobility)
     profiler = cProfile.Profile() if profile else None
     started, cpu = time.perf_counter(), time.process_time()
     sim = Simulator(scenario, mode, seed)
@@ -73,13 +77,15 @@ def main() -> int:
     parser.add_argument("-n", default="3,1,1", help="repetitions, per size")
     parser.add_argument("--mags", type=int, default=100)
     parser.add_argument("--mode", default="context")
+    parser.add_argument("--dwell", default="20,60", help="seconds in a cell: MIN,MAX")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", metavar="DIR", help="profile each size's first run into DIR")
     parser.add_argument("--child", nargs=2, type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    dwell_min, dwell_max = (float(v) for v in args.dwell.split(","))
     if args.child:
         print(json.dumps(one(int(args.child[0]), args.mags, args.child[1], args.mode, args.seed,
-                             args.profile)))
+                             (dwell_min, dwell_max), args.profile)))
         return 0
     sizes = [int(v) for v in args.mns.split(",")]
     hours = per_size(args.hours, len(sizes), float)
@@ -87,7 +93,7 @@ def main() -> int:
     for mns, duration, n in zip(sizes, hours, repetitions):
         runs = []
         command = [sys.executable, __file__, "--mags", str(args.mags), "--mode", args.mode,
-                   "--seed", str(args.seed), "--child", str(mns), str(duration)]
+                   "--seed", str(args.seed), "--dwell", args.dwell, "--child", str(mns), str(duration)]
         for _ in range(n):
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             runs.append(json.loads(done.stdout))
@@ -96,10 +102,12 @@ def main() -> int:
             subprocess.run(command + ["--profile", str(Path(args.profile) / f"sim-{mns}.prof")],
                            capture_output=True, check=True)
         walls = [r["wall_s"] for r in runs]
-        line = (f"{mns} MNs x {args.mags} MAGs x 2 LMAs, {duration:g} h, {args.mode}, n={n}: "
+        line = (f"{mns} MNs x {args.mags} MAGs x 2 LMAs, {duration:g} h, {args.mode}, "
+                f"dwell {dwell_min:g}-{dwell_max:g} s, n={n}: "
                 f"wall s {spread(walls)}; CPU s {spread([r['cpu_s'] for r in runs])}; "
                 f"events/s {spread([r['events_per_s'] for r in runs], 0)}; "
-                f"events {runs[0]['events']}; handovers {runs[0]['handovers']}; "
+                f"events {runs[0]['events']}; handovers {runs[0]['handovers']} "
+                f"({runs[0]['handovers'] / (mns * duration):.1f} per MN and hour); "
                 f"peak RSS MB {max(r['peak_rss_mb'] for r in runs):.0f}")
         if duration < 1.0:
             line += (f"; EXTRAPOLATED to 1 h (x{1 / duration:g}): "
