@@ -52,13 +52,15 @@ _MN_ADDRESSES = {Family.IPV4: int(IPv4Address("100.64.0.0")),
 
 
 class Mn:
-    """One MN: its host stack (one family), its streams (indices into ``Simulator.streams``)."""
+    """One MN: its host stack (one family), its streams (indices into ``Simulator.streams``),
+    how it joins them (``source_specific``: INCLUDE {the stream's source}, else EXCLUDE {})."""
 
     __slots__ = ("index", "name", "lma", "mag", "link_up", "host", "timed", "groups", "address",
-                 "receiving", "flow_end_at", "open_rows", "settled_at", "link", "tunnel")
+                 "receiving", "flow_end_at", "open_rows", "settled_at", "link", "tunnel",
+                 "source_specific")
 
     def __init__(self, index: int, lma: int, mag: int, host: UpstreamHost,
-                 groups: list[int]) -> None:
+                 groups: list[int], source_specific: bool) -> None:
         self.index = index
         self.name = f"mn{index + 1}"
         self.lma = lma
@@ -77,6 +79,7 @@ class Mn:
         #: its access link's name at every MAG, and the name of its LMA's tunnel (instance)
         self.link = f"a{index}"
         self.tunnel = f"tun{lma}"
+        self.source_specific = source_specific
 
 
 class Mag:
@@ -177,9 +180,12 @@ class Simulator(EventLoop):
                         for g in range(scenario.groups)]
         self._stream_of = {group: s for s, group in enumerate(self.streams)}
         host_protocols = self._host_protocols(scenario, seed)
+        channel_rng = random.Random(f"{seed}:channels")
         self.mns: list[Mn] = []
         for i in range(scenario.mns):
             family, options = host_protocols[i]
+            source_specific = (options.newest_version == family.newest_version
+                               and channel_rng.random() < scenario.source_specific_share)
             offset = 0 if family is Family.IPV4 else scenario.groups
             groups: list[int] = []
             while len(groups) < scenario.groups_per_mn:
@@ -187,7 +193,7 @@ class Simulator(EventLoop):
                 if g not in groups:
                     groups.append(g)
             host = UpstreamHost("wlan0", family, options, random.Random(f"{seed}:mn{i}"))
-            self.mns.append(Mn(i, i % scenario.lmas, starts[i], host, groups))
+            self.mns.append(Mn(i, i % scenario.lmas, starts[i], host, groups, source_specific))
         self._mn_by_link = {mn.link: mn for mn in self.mns}
         #: per stream: its name (by popularity rank), address and family as rows give them
         self._stream_names = [(f"g{s % scenario.groups + 1}", str(group),
@@ -241,11 +247,14 @@ class Simulator(EventLoop):
 
     def _join_groups(self, mn: Mn) -> None:
         actions: list[Action] = []
+        if mn.source_specific:
+            mode, sources = FilterMode.INCLUDE, frozenset((SOURCES[mn.host.family],))
+        else:
+            mode, sources = FilterMode.EXCLUDE, _NO_SOURCES
         for g in mn.groups:
             mn.open_rows[g] = None
             self.mags[mn.mag].pending.setdefault((mn.tunnel, g), set()).add(mn.index)
-            actions.extend(mn.host.set_membership(self.now, self.streams[g], FilterMode.EXCLUDE,
-                                                  _NO_SOURCES))
+            actions.extend(mn.host.set_membership(self.now, self.streams[g], mode, sources))
         self.mn_actions(mn, actions)
         self.rearm(mn.timed)
 
@@ -392,7 +401,8 @@ class Simulator(EventLoop):
     def _lma_forwarding(self, lma: Lma, g: int) -> None:
         """Follow which MAG tunnels the LMA forwards ``g`` into: its downstreams with a
         membership of the group (the MAGs never query, so the LMA is querier on every
-        tunnel; the MAGs report EXCLUDE {} for the any-source groups modelled here)."""
+        tunnel; every stream has one source, so a non-empty membership is one that
+        wants it: EXCLUDE {} from any-source MNs, INCLUDE {S} from source-specific ones)."""
         group = self.streams[g]
         now_on = {int(name[1:]) for name in lma.core.subscribers(Family(group.version), group)}
         was_on = lma.forwarding.get(g, set())

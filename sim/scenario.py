@@ -59,6 +59,10 @@ class Scenario:
     #: the MNs' host stacks: protocol (the daemon's names, IGMPv1..MLDv2) -> share of the MNs;
     #: an MLD host joins IPv6 groups, an older-version host stays in its version
     mn_protocols: dict[str, float] = dataclasses.field(default_factory=lambda: {"IGMPv3": 1.0})
+    #: the share of the IGMPv3 and MLDv2 MNs that join their groups as (S, G) channels,
+    #: INCLUDE {the stream's source}; the others, and every older-version MN (whose
+    #: protocol has no source lists), join any-source, EXCLUDE {}
+    source_specific_share: float = 0.0
     #: ``uniform`` in [min, max]; ``exponential``: min plus an exponential draw of mean
     #: ``l2_outage_mean_interval``, cut at max; ``samples``: one of ``l2_outage_samples``
     l2_outage_model: str = "uniform"
@@ -111,6 +115,8 @@ def check(scenario: Scenario) -> Scenario:
         problems.append(f"mn_protocols must map some of {sorted(PROTOCOLS)} to shares")
     elif min(protocols.values()) < 0 or abs(sum(protocols.values()) - 1.0) > 1e-9:
         problems.append("mn_protocols: the shares must be at least 0 and sum to 1")
+    if not 0 <= scenario.source_specific_share <= 1:
+        problems.append("source_specific_share must be in [0, 1]")
     if not 0 <= scenario.detach_lead_interval <= scenario.prepare_lead_interval:
         problems.append("need 0 <= detach_lead_interval <= prepare_lead_interval")
     if scenario.buffer_interval < 0:

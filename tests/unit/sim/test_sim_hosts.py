@@ -1,4 +1,4 @@
-"""MLD and older-version MNs, and the L2 outage models, on the hand-computed scenario of
+"""MLD, older-version and source-specific MNs, and the L2 outage models, on the hand-computed scenario of
 sim_support (one MN, one group, two MAGs, a move at 30 s and back at 60 s)."""
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from sim_support import OUTAGE_MS, scenario
 
 from mcproxy_pmip.addresses import Family
 from mcproxy_pmip.membership.actions import SendReport
+from mcproxy_pmip.wire.records import FilterMode
 from mcproxy_pmip_sim.domain import Simulator
 from mcproxy_pmip_sim.mobility import draw_outage
+from mcproxy_pmip_sim.parts import SOURCES
 from mcproxy_pmip_sim.scenario import MODES, default_scenario, load_scenario
 
 
@@ -80,3 +82,33 @@ def test_outage_models_draw_within_their_bounds_and_feed_the_gap(tmp_path: Path)
     rows = _run(tmp_path, "context", l2_outage_model="samples", l2_outage_samples=(0.2,)).rows
     assert [r["gap_ms"] for r in rows] == [pytest.approx(200 + 5 + 6)] * 2
     assert [r["l2_outage_ms"] for r in rows] == [200.0, 200.0]
+
+
+def test_a_source_specific_mn_has_the_any_source_gaps_and_include_state(tmp_path: Path) -> None:
+    for mode in MODES:
+        any_source = _run(tmp_path, mode).rows
+        channel = _run(tmp_path, mode, source_specific_share=1.0).rows
+        assert [r["gap_ms"] for r in channel] == [r["gap_ms"] for r in any_source], mode
+        assert [r["lost"] for r in channel] == [r["lost"] for r in any_source], mode
+    sim = _run(tmp_path, "context", source_specific_share=1.0, duration_interval=45.0)
+    assert sim.rows[0]["gap_ms"] == pytest.approx(OUTAGE_MS + 5 + 6)
+    source = SOURCES[Family.IPV4]
+    group = sim.streams[0]
+    router = sim.mags[1].facade.cores["tun0"].router("a0", Family.IPV4)
+    assert router.membership(group) == (FilterMode.INCLUDE, frozenset({source})), \
+        "the context import lost the MN's source list"
+    assert sim.lmas[0].core.membership(Family.IPV4, group) == (FilterMode.INCLUDE,
+                                                              frozenset({source}))
+
+
+def test_source_specific_share_is_drawn_among_v3_and_mldv2_mns_only() -> None:
+    mixed = dataclasses.replace(default_scenario(), mns=400, source_specific_share=0.5,
+                                mn_protocols={"IGMPv3": 0.5, "IGMPv2": 0.25, "MLDv2": 0.25})
+    sim = Simulator(mixed, "context", 1)
+    channels = [mn for mn in sim.mns if mn.source_specific]
+    newest = [mn for mn in sim.mns if mn.host.version == mn.host.family.newest_version]
+    assert all(mn.host.version == mn.host.family.newest_version for mn in channels)
+    assert 0.35 < len(channels) / len(newest) < 0.65
+    assert {mn.host.family for mn in channels} == {Family.IPV4, Family.IPV6}
+    with pytest.raises(ValueError, match="source_specific_share must be in"):
+        load_scenario("source_specific_share: 1.5\n")
