@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import dataclasses
 import json
 import resource
 import statistics
@@ -30,18 +29,23 @@ import sys
 import time
 from pathlib import Path
 
+from mcproxy_pmip_sim.domain import Simulator
+from mcproxy_pmip_sim.scenario import Scenario, default_scenario, with_values
+
+
+def resized(mns: int, mags: int, hours: float, dwell: tuple[float, float]) -> Scenario:
+    """The default scenario at this size and dwell, checked as a loaded scenario is."""
+    columns = next(c for c in range(int(mags ** 0.5), 0, -1) if mags % c == 0)
+    return with_values(default_scenario(),
+                       {"mns": mns, "mags": mags, "grid_columns": columns,
+                        "duration_interval": hours * 3600.0,
+                        "mobility.dwell_min_interval": dwell[0],
+                        "mobility.dwell_max_interval": dwell[1]}, "sim_scale")
+
 
 def one(mns: int, mags: int, hours: float, mode: str, seed: int, dwell: tuple[float, float],
         profile: str | None = None) -> dict[str, float]:
-    from mcproxy_pmip_sim.domain import Simulator
-    from mcproxy_pmip_sim.scenario import default_scenario
-
-    columns = next(c for c in range(int(mags ** 0.5), 0, -1) if mags % c == 0)
-    base = default_scenario()
-    mobility = dataclasses.replace(base.mobility, dwell_min_interval=dwell[0],
-                                   dwell_max_interval=dwell[1])
-    scenario = dataclasses.replace(base, mns=mns, mags=mags, grid_columns=columns,
-                                   duration_interval=hours * 3600.0, mobility=mobility)
+    scenario = resized(mns, mags, hours, dwell)
     profiler = cProfile.Profile() if profile else None
     started, cpu = time.perf_counter(), time.process_time()
     sim = Simulator(scenario, mode, seed)
@@ -70,6 +74,14 @@ def per_size(text: str, sizes: int, kind: type) -> list:
     return values
 
 
+def dwell_range(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want MIN,MAX seconds: {text}") from None
+    return low, high
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mns", default="1000,10000,100000")
@@ -77,12 +89,13 @@ def main() -> int:
     parser.add_argument("-n", default="3,1,1", help="repetitions, per size")
     parser.add_argument("--mags", type=int, default=100)
     parser.add_argument("--mode", default="context")
-    parser.add_argument("--dwell", default="20,60", help="seconds in a cell: MIN,MAX")
+    parser.add_argument("--dwell", default=(20.0, 60.0), type=dwell_range,
+                        help="seconds in a cell: MIN,MAX (default 20,60)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", metavar="DIR", help="profile each size's first run into DIR")
     parser.add_argument("--child", nargs=2, type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    dwell_min, dwell_max = (float(v) for v in args.dwell.split(","))
+    dwell_min, dwell_max = args.dwell
     if args.child:
         print(json.dumps(one(int(args.child[0]), args.mags, args.child[1], args.mode, args.seed,
                              (dwell_min, dwell_max), args.profile)))
@@ -90,10 +103,16 @@ def main() -> int:
     sizes = [int(v) for v in args.mns.split(",")]
     hours = per_size(args.hours, len(sizes), float)
     repetitions = per_size(args.n, len(sizes), int)
+    for mns, duration in zip(sizes, hours):
+        try:
+            resized(mns, args.mags, duration, (dwell_min, dwell_max))
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
     for mns, duration, n in zip(sizes, hours, repetitions):
         runs = []
         command = [sys.executable, __file__, "--mags", str(args.mags), "--mode", args.mode,
-                   "--seed", str(args.seed), "--dwell", args.dwell, "--child", str(mns), str(duration)]
+                   "--seed", str(args.seed), "--dwell", f"{dwell_min},{dwell_max}",
+                   "--child", str(mns), str(duration)]
         for _ in range(n):
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             runs.append(json.loads(done.stdout))
