@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
@@ -62,15 +62,27 @@ def zipf_weights(count: int, exponent: float) -> list[float]:
     return [w / total for w in raw]
 
 
-class Row:
-    """One result row (handover × group) with the testbed's keys, given in their order;
-    ``as_dict`` for JSON. Slotted: a long run holds millions."""
+class Row(Mapping[str, Any]):
+    """One result row (handover × group) with the testbed's keys, given in their order.
+    Slotted (a long run holds millions) and read as a mapping of those keys, so reports,
+    plots and the results writer take it where they take the testbed's dicts."""
 
     __slots__ = HANDOVER_KEYS
 
     def __init__(self, *values: Any) -> None:
         for key, value in zip(HANDOVER_KEYS, values, strict=True):
             setattr(self, key, value)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in HANDOVER_KEYS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(HANDOVER_KEYS)
+
+    def __len__(self) -> int:
+        return len(HANDOVER_KEYS)
 
     def as_dict(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in HANDOVER_KEYS}

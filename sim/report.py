@@ -11,6 +11,9 @@ from typing import Any
 
 from mcproxy_pmip_testbed.results import write_results
 
+#: the most points a gap CDF is drawn through
+_CDF_POINTS = 2000
+
 
 def quantile(values: Sequence[float], q: float) -> float | None:
     """The q-quantile by linear interpolation between order statistics (None when empty)."""
@@ -85,6 +88,14 @@ def summary(document: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cdf_ranks(count: int, points: int = _CDF_POINTS) -> list[int]:
+    """The order statistics a CDF is drawn through: all of them, or ``points`` evenly
+    spread with the first and the last (a run of millions of rows draws as fast as a short one)."""
+    if count <= points:
+        return list(range(count))
+    return sorted({round(k * (count - 1) / (points - 1)) for k in range(points)})
+
+
 def write_outputs(out: Path, document: dict[str, Any]) -> list[Path]:
     """results.json, and the plots when matplotlib is installed (the ``testbed`` extra)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -102,8 +113,9 @@ def write_outputs(out: Path, document: dict[str, Any]) -> list[Path]:
         gaps = sorted(r["gap_ms"] for r in document["handovers"]
                       if r["mode"] == mode and r["gap_ms"] is not None)
         if gaps:
-            axis.step(gaps, [(i + 1) / len(gaps) for i in range(len(gaps))], where="post",
-                      label=mode)
+            ranks = cdf_ranks(len(gaps))
+            axis.step([gaps[i] for i in ranks], [(i + 1) / len(gaps) for i in ranks],
+                      where="post", label=mode)
     axis.set_xscale("log")
     axis.set_xlabel("gap (ms)")
     axis.set_ylabel("share of handover rows")

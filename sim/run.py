@@ -43,8 +43,8 @@ def simulate(scenario: Scenario, modes: Sequence[str], seed: int,
         show = stderr_progress(mode) if progress and sys.stderr.isatty() else None
         sim = Simulator(scenario, mode, seed, show).run()
         counters = sim.counters()
-        result["modes"][mode] = {"rows": sim.rows, "counters": counters,
-                                 "aggregate": aggregate(sim.rows, counters)}
+        result["modes"][mode] = {"rows": sim.row_objects, "counters": counters,
+                                 "aggregate": aggregate(sim.row_objects, counters)}
     return result
 
 

@@ -7,13 +7,18 @@ with every key of ``HANDOVER_KEYS`` and, optionally, those of
 ``OPTIONAL_HANDOVER_KEYS`` (the testbed measures them, the simulator need
 not). Other top-level keys are free (the testbed records its data planes,
 timeline and fault totals, the simulator its aggregates).
+
+The file is written as it goes, one handover row per line, so a run of
+millions of rows (the simulator at domain scale) never holds its text in
+memory; rows may be any mapping of the keys (the simulator's slotted rows).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 HANDOVER_KEYS = ("handover", "mn", "from_mag", "to_mag", "mode", "stream", "family", "group",
                  "detach_at", "attach_at", "l2_outage_ms", "gap_ms", "lost", "duplicated",
@@ -36,7 +41,25 @@ def check_results(results: dict[str, Any], where: str = "results") -> dict[str, 
 
 
 def write_results(path: Path, results: dict[str, Any]) -> None:
-    path.write_text(json.dumps(check_results(results, str(path)), indent=2))
+    """``results`` checked, as JSON: top-level keys indented, each handover row on a line."""
+    check_results(results, str(path))
+    with path.open("w") as out:
+        out.write("{")
+        for number, (key, value) in enumerate(results.items()):
+            out.write(f'{"," if number else ""}\n  {json.dumps(key)}: ')
+            if key == "handovers":
+                _write_rows(out, value)
+            else:
+                out.write(json.dumps(value, indent=2).replace("\n", "\n  "))
+        out.write("\n}\n")
+
+
+def _write_rows(out: TextIO, rows: Sequence[Mapping[str, Any]]) -> None:
+    encode = json.JSONEncoder(separators=(", ", ": ")).encode
+    out.write("[")
+    for number, row in enumerate(rows):
+        out.write(f'{"," if number else ""}\n    {encode(dict(row))}')
+    out.write("\n  ]" if rows else "]")
 
 
 def load_results(path: Path) -> dict[str, Any]:

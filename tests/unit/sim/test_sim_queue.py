@@ -85,3 +85,11 @@ def test_rows_keep_the_testbed_keys_and_share_their_names() -> None:
         == len({row.stream for row in rows})
     with pytest.raises(ValueError):
         Row(*range(len(HANDOVER_KEYS) - 1))
+
+
+def test_a_row_reads_as_a_mapping_of_the_testbed_keys() -> None:
+    row = Row(*range(len(HANDOVER_KEYS)))
+    assert dict(row) == row.as_dict() == dict(zip(HANDOVER_KEYS, range(len(HANDOVER_KEYS))))
+    assert row["gap_ms"] == HANDOVER_KEYS.index("gap_ms") and "lost" in row
+    with pytest.raises(KeyError):
+        row["as_dict"]

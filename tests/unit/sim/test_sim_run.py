@@ -10,20 +10,21 @@ import pytest
 
 from mcproxy_pmip_sim import cli
 from mcproxy_pmip_sim.mobility import parse_trace, random_waypoint
-from mcproxy_pmip_sim.report import quantile, results_document
+from mcproxy_pmip_sim.parts import Row
+from mcproxy_pmip_sim.report import cdf_ranks, quantile, results_document
 from mcproxy_pmip_sim.run import simulate, sweep
 from mcproxy_pmip_sim.scenario import MODES, default_scenario, load_scenario
 from mcproxy_pmip_testbed.measure import HandoverRecord, StreamInfo, measure_stream
 from mcproxy_pmip_testbed.payload import Arrival
-from mcproxy_pmip_testbed.results import HANDOVER_KEYS, check_results, load_results
+from mcproxy_pmip_testbed.results import HANDOVER_KEYS, check_results, load_results, write_results
 
 SMALL = dataclasses.replace(default_scenario(), duration_interval=120.0, mns=8)
 
 
 def test_same_seed_same_results_other_seed_other_results() -> None:
-    first = json.dumps(results_document(simulate(SMALL, MODES, 3)), sort_keys=True)
-    again = json.dumps(results_document(simulate(SMALL, MODES, 3)), sort_keys=True)
-    other = json.dumps(results_document(simulate(SMALL, MODES, 4)), sort_keys=True)
+    first = json.dumps(results_document(simulate(SMALL, MODES, 3)), sort_keys=True, default=dict)
+    again = json.dumps(results_document(simulate(SMALL, MODES, 3)), sort_keys=True, default=dict)
+    other = json.dumps(results_document(simulate(SMALL, MODES, 4)), sort_keys=True, default=dict)
     assert first == again
     assert first != other
 
@@ -90,6 +91,28 @@ def test_sim_and_testbed_results_load_with_the_same_reader(tmp_path: Path) -> No
                                        if k != "gap_ms"}])
     with pytest.raises(ValueError, match="gap_ms"):
         check_results(broken)
+
+
+def test_results_are_written_row_by_row_and_read_back_whole(tmp_path: Path) -> None:
+    rows = [Row(*(f"v{k}\n{n}" if k == 1 else n * 100 + k for k in range(len(HANDOVER_KEYS))))
+            for n in range(3)]
+    document = {"mode": "context", "aggregates": {"context": {"gap_ms": {"median": 1.5}}},
+                "handovers": rows, "seed": 7}
+    write_results(tmp_path / "results.json", document)
+    text = (tmp_path / "results.json").read_text()
+    assert load_results(tmp_path / "results.json") == {**document, "handovers": [dict(r) for r in rows]}
+    assert [line.strip().rstrip(",") for line in text.splitlines() if '"handover":' in line] \
+        == [json.dumps(dict(r)) for r in rows]
+    write_results(tmp_path / "empty.json", {"mode": "static", "handovers": []})
+    assert load_results(tmp_path / "empty.json") == {"mode": "static", "handovers": []}
+    with pytest.raises(ValueError, match="no 'handovers'"):
+        write_results(tmp_path / "bad.json", {"mode": "static"})
+
+
+def test_a_long_gap_cdf_is_drawn_through_evenly_spread_order_statistics() -> None:
+    assert cdf_ranks(5, points=10) == [0, 1, 2, 3, 4]
+    ranks = cdf_ranks(1_000_001, points=11)
+    assert ranks == list(range(0, 1_000_001, 100_000))
 
 
 def _scenario_file(tmp_path: Path) -> Path:
