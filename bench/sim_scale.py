@@ -98,14 +98,14 @@ def main() -> int:
     dwell_min, dwell_max = args.dwell
     if args.child:
         print(json.dumps(one(int(args.child[0]), args.mags, args.child[1], args.mode, args.seed,
-                             (dwell_min, dwell_max), args.profile)))
+                             args.dwell, args.profile)))
         return 0
     sizes = [int(v) for v in args.mns.split(",")]
     hours = per_size(args.hours, len(sizes), float)
     repetitions = per_size(args.n, len(sizes), int)
     for mns, duration in zip(sizes, hours):
         try:
-            resized(mns, args.mags, duration, (dwell_min, dwell_max))
+            resized(mns, args.mags, duration, args.dwell)
         except ValueError as error:
             raise SystemExit(str(error)) from None
     for mns, duration, n in zip(sizes, hours, repetitions):

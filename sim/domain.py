@@ -522,7 +522,7 @@ class Simulator(EventLoop):
     @property
     def rows(self) -> list[dict[str, Any]]:
         """The result rows as the testbed's dicts (made at each call)."""
-        return [row.as_dict() for row in self.row_objects]
+        return [dict(row) for row in self.row_objects]
 
     def counters(self) -> dict[str, Any]:
         duration = self.scenario.duration_interval

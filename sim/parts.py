@@ -74,7 +74,7 @@ class Row(Mapping[str, Any]):
             setattr(self, key, value)
 
     def __getitem__(self, key: str) -> Any:
-        if key not in HANDOVER_KEYS:
+        if key not in _ROW_KEYS:
             raise KeyError(key)
         return getattr(self, key)
 
@@ -84,8 +84,8 @@ class Row(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(HANDOVER_KEYS)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in HANDOVER_KEYS}
+
+_ROW_KEYS = frozenset(HANDOVER_KEYS)
 
 
 class Timed:

@@ -55,10 +55,10 @@ def write_results(path: Path, results: dict[str, Any]) -> None:
 
 
 def _write_rows(out: TextIO, rows: Sequence[Mapping[str, Any]]) -> None:
-    encode = json.JSONEncoder(separators=(", ", ": ")).encode
+    encode = json.JSONEncoder(separators=(", ", ": "), default=dict).encode
     out.write("[")
     for number, row in enumerate(rows):
-        out.write(f'{"," if number else ""}\n    {encode(dict(row))}')
+        out.write(f'{"," if number else ""}\n    {encode(row)}')
     out.write("\n  ]" if rows else "]")
 
 

@@ -79,7 +79,7 @@ def test_rows_keep_the_testbed_keys_and_share_their_names() -> None:
     sim = Simulator(dataclasses.replace(default_scenario(), duration_interval=200.0), "plugin",
                     4).run()
     rows = sim.row_objects
-    assert len(rows) > 2 and all(tuple(row.as_dict()) == HANDOVER_KEYS for row in rows)
+    assert len(rows) > 2 and all(tuple(dict(row)) == HANDOVER_KEYS for row in rows)
     # one string object per group name, not one per row (a long run holds millions of rows)
     assert len({(row.stream, id(row.stream), id(row.group)) for row in rows}) \
         == len({row.stream for row in rows})
@@ -89,7 +89,7 @@ def test_rows_keep_the_testbed_keys_and_share_their_names() -> None:
 
 def test_a_row_reads_as_a_mapping_of_the_testbed_keys() -> None:
     row = Row(*range(len(HANDOVER_KEYS)))
-    assert dict(row) == row.as_dict() == dict(zip(HANDOVER_KEYS, range(len(HANDOVER_KEYS))))
+    assert dict(row) == dict(zip(HANDOVER_KEYS, range(len(HANDOVER_KEYS))))
     assert row["gap_ms"] == HANDOVER_KEYS.index("gap_ms") and "lost" in row
     with pytest.raises(KeyError):
-        row["as_dict"]
+        row["keys"]
