@@ -4,6 +4,7 @@ the same results from another process."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ import sys
 
 import pytest
 
+from mcproxy_pmip_sim import events
 from mcproxy_pmip_sim.domain import Simulator
 from mcproxy_pmip_sim.parts import Row
 from mcproxy_pmip_sim.scenario import Delays, default_scenario
@@ -93,3 +95,21 @@ def test_a_row_reads_as_a_mapping_of_the_testbed_keys() -> None:
     assert row["gap_ms"] == HANDOVER_KEYS.index("gap_ms") and "lost" in row
     with pytest.raises(KeyError):
         row["keys"]
+
+
+@pytest.mark.parametrize("generational", [True, False])
+def test_the_collector_is_managed_only_where_it_is_generational(
+        monkeypatch: pytest.MonkeyPatch, generational: bool) -> None:
+    # CPython: off during the slices, youngest generation collected between them, back on
+    # after; elsewhere (PyPy collects everything at any gc.collect) left to itself
+    monkeypatch.setattr(events, "GENERATIONAL_GC", generational)
+    collected: list[int] = []
+    monkeypatch.setattr(events.gc, "collect", lambda generation=2: collected.append(generation))
+    loop = events.EventLoop(1, None)
+    seen: list[bool] = []
+    loop.at(5.0, lambda: seen.append(gc.isenabled()))
+    assert gc.isenabled()
+    loop.run_events(10.0)
+    assert seen == [not generational]
+    assert collected == ([0] * 100 if generational else [])
+    assert gc.isenabled()
