@@ -80,15 +80,14 @@ class EventLoop:
         Other interpreters keep their own collector: PyPy's ``gc.collect`` ignores the
         generation and collects everything, which made a run 2.2 times slower.
         """
-        generational = GENERATIONAL_GC
         enabled = gc.isenabled()
-        if generational:
+        if GENERATIONAL_GC:
             gc.disable()
         try:
             for percent in range(1, 101):
                 until = duration if percent == 100 else duration * percent / 100
                 self._run_until(until)
-                if generational:
+                if GENERATIONAL_GC:
                     gc.collect(0)
                 if self.progress is not None:
                     self.progress(until, duration, self.events)

@@ -17,9 +17,13 @@ _CDF_POINTS = 2000
 
 def quantile(values: Sequence[float], q: float) -> float | None:
     """The q-quantile by linear interpolation between order statistics (None when empty)."""
-    if not values:
+    return _of_sorted(sorted(values), q)
+
+
+def _of_sorted(ordered: Sequence[float], q: float) -> float | None:
+    """``quantile`` of values already in ascending order."""
+    if not ordered:
         return None
-    ordered = sorted(values)
     position = q * (len(ordered) - 1)
     low = int(position)
     high = min(low + 1, len(ordered) - 1)
@@ -27,8 +31,8 @@ def quantile(values: Sequence[float], q: float) -> float | None:
 
 
 def _spread(values: Sequence[float]) -> dict[str, float | None]:
-    ordered = sorted(values)   # sorting it again in ``quantile`` is then one linear pass
-    return {"median": quantile(ordered, 0.5), "p95": quantile(ordered, 0.95),
+    ordered = sorted(values)
+    return {"median": _of_sorted(ordered, 0.5), "p95": _of_sorted(ordered, 0.95),
             "max": ordered[-1] if ordered else None}
 
 
