@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(iproute2 tcpdump igmpproxy procps libnftables1)
+debs=(iproute2 tcpdump igmpproxy procps libnftables1 nftables)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
