@@ -34,10 +34,12 @@ def _scenario(args: argparse.Namespace) -> Scenario:
 
 def cmd_run(args: argparse.Namespace) -> int:
     scenario = _scenario(args)
-    run = simulate(scenario, args.mode or list(MODES), args.seed, progress=not args.quiet)
+    run = simulate(scenario, args.mode or list(MODES), args.seed, progress=not args.quiet,
+                   keep_rows=not args.no_rows)
     document = results_document(run)
     out = args.out or Path("results") / f"sim-{datetime.datetime.now():%Y%m%d-%H%M%S}"
-    written = write_outputs(out, document)
+    written = write_outputs(out, document,
+                            {mode: data["tally"].gaps_ms for mode, data in run["modes"].items()})
     print(summary(document))
     print("wrote " + " ".join(str(p) for p in written))
     return 0
@@ -96,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--seed", type=int, default=1, help="random seed (sweep: the first)")
     run.add_argument("--out", type=Path, help="results folder (default results/sim-<time>)")
     run.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+    run.add_argument("--no-rows", action="store_true",
+                     help="leave the per-handover rows out of results.json (aggregates, loss by"
+                          " group and plots stay): a long run then keeps 16 bytes a row, not 350")
     run.set_defaults(func=cmd_run)
     sweep_parser.add_argument("--seeds", type=int, default=4, help="number of seeds")
     sweep_parser.add_argument("--vary", action="append", metavar="KEY=V1,V2",

@@ -34,8 +34,8 @@ from mcproxy_pmip_plugins.pmipv6.bindings import (BindingTable, ContextEntry, Mo
                                                   MobileNodeDetached)
 from mcproxy_pmip_sim.events import EventLoop, Progress
 from mcproxy_pmip_sim.facade import SimFacade
-from mcproxy_pmip_sim.mobility import draw_outage, plan_moves
-from mcproxy_pmip_sim.parts import SOURCES, Row, Timed, group_address, zipf_weights
+from mcproxy_pmip_sim.mobility import Move, draw_outage, plan_moves
+from mcproxy_pmip_sim.parts import SOURCES, Row, Tally, Timed, group_address, zipf_weights
 from mcproxy_pmip_sim.scenario import MODES, Scenario
 
 _JOINING = (RecordType.CHANGE_TO_EXCLUDE, RecordType.ALLOW_NEW_SOURCES)
@@ -56,8 +56,8 @@ class Mn:
     how it joins them (``source_specific``: INCLUDE {the stream's source}, else EXCLUDE {})."""
 
     __slots__ = ("index", "name", "lma", "mag", "link_up", "host", "timed", "groups", "address",
-                 "receiving", "flow_end_at", "open_rows", "settled_at", "link", "tunnel",
-                 "source_specific")
+                 "receiving", "flow_end_at", "open_rows", "closing", "settled_at", "link",
+                 "tunnel", "source_specific")
 
     def __init__(self, index: int, lma: int, mag: int, host: UpstreamHost,
                  groups: list[int], source_specific: bool) -> None:
@@ -75,6 +75,8 @@ class Mn:
         self.flow_end_at: dict[int, float] = {}
         #: group -> the open result row of the last handover (None: initial attach)
         self.open_rows: dict[int, Row | None] = {}
+        #: (group, row) of its last handover, finished at its next link break or the run's end
+        self.closing: list[tuple[int, Row]] = []
         self.settled_at = 0.0
         #: its access link's name at every MAG, and the name of its LMA's tunnel (instance)
         self.link = f"a{index}"
@@ -143,10 +145,12 @@ class Lma:
 
 
 class Simulator(EventLoop):
-    """One run of one mode. ``run()`` returns the result rows and the counters."""
+    """One run of one mode. After ``run()``: ``tally`` (what the aggregates need),
+    ``counters()``, and ``row_objects``, the result rows, when ``keep_rows`` (a long run's
+    rows take most of its memory: 350 bytes each, two per handover at two groups per MN)."""
 
     def __init__(self, scenario: Scenario, mode: str, seed: int,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, keep_rows: bool = True) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         super().__init__(seed, progress)
@@ -169,11 +173,12 @@ class Simulator(EventLoop):
                                              for m in range(scenario.mags)]}
         self._mag_by_tunnel = {name: m for m, name in enumerate(self._tunnels)}
         self._lma_by_tunnel = {lma.tunnel: lma for lma in self.lmas}
+        self.keep_rows = keep_rows
         self.row_objects: list[Row] = []
+        self.tally = Tally()
         self._handovers = 0
-        self._detaches: dict[int, list[float]] = {}
         self.group_rng = random.Random(f"{seed}:groups")
-        starts, self.moves = plan_moves(scenario, random.Random(f"{seed}:mobility"))
+        starts, self._moves = plan_moves(scenario, random.Random(f"{seed}:mobility"))
         weights = zipf_weights(scenario.groups, scenario.zipf_exponent)
         #: stream index -> its group: the IPv4 groups by popularity, then the IPv6 ones
         self.streams = [group_address(g, family) for family in (Family.IPV4, Family.IPV6)
@@ -240,9 +245,11 @@ class Simulator(EventLoop):
             self._link_up(mn)
             start_at = self.group_rng.uniform(0.0, 1.0)
             self.at(start_at, self._join_groups, mn)
-        self._next_move(0)
+        self._next_move()
         self.run_events(duration)
-        self._finish()
+        for mn in self.mns:
+            self._close_rows(mn)
+        self.tally.sort()
         return self
 
     def _join_groups(self, mn: Mn) -> None:
@@ -260,17 +267,15 @@ class Simulator(EventLoop):
 
     # -- mobility --------------------------------------------------------------------
 
-    def _next_move(self, index: int) -> None:
-        """Queue move ``index`` a prepare lead ahead (moves are queued one at a time, so
+    def _next_move(self) -> None:
+        """Queue the next move a prepare lead ahead (moves are queued one at a time, so
         the queue holds the next move only, not the whole run's)."""
-        if index < len(self.moves) and self.moves[index].at < self.scenario.duration_interval:
-            move = self.moves[index]
-            self.at(max(move.at - self.scenario.prepare_lead_interval, self.now), self._move,
-                    index)
+        move = next(self._moves, None)
+        if move is not None and move.at < self.scenario.duration_interval:
+            self.at(max(move.at - self.scenario.prepare_lead_interval, self.now), self._move, move)
 
-    def _move(self, index: int) -> None:
-        move = self.moves[index]
-        self._next_move(index + 1)
+    def _move(self, move: Move) -> None:
+        self._next_move()
         mn = self.mns[move.mn]
         if move.at < mn.settled_at:
             return
@@ -311,7 +316,7 @@ class Simulator(EventLoop):
         old = mn.mag
         context = self._export(mn) if self.mode == "context" else ()
         mn.link_up = False
-        self._detaches.setdefault(mn.index, []).append(self.now)
+        self._close_rows(mn)
         flow_end_at = self.now - (self.scenario.detach_lead_interval
                                   if self.mode == "predictive" else 0.0)
         for g in mn.groups:
@@ -323,7 +328,9 @@ class Simulator(EventLoop):
                 waiting.discard(mn.index)
             row = self._row(mn, g, self.mags[old].name, self.mags[cell].name, outage)
             mn.open_rows[g] = row
-            self.row_objects.append(row)
+            mn.closing.append((g, row))
+            if self.keep_rows:
+                self.row_objects.append(row)
         self._handovers += 1
         if self.mode != "static":
             self.at(self.now + self.delays.signalling_interval, self._binding_detach, old, mn)
@@ -501,23 +508,22 @@ class Simulator(EventLoop):
                    self.now, self.now + outage, round(outage * 1000.0, 3), None, None, 0, None,
                    None)
 
-    def _finish(self) -> None:
-        """Fill attach → upstream report: the first joining report on the new MAG's tunnel
-        toward the MN's LMA in [attach, the MN's next detach)."""
-        by_name = {mn.name: mn for mn in self.mns}
-        mag_by_name = {mag.name: mag for mag in self.mags}
-        stream_by_group = {group: s for s, (_, group, _) in enumerate(self._stream_names)}
-        for row in self.row_objects:
-            mn = by_name[row.mn]
-            detaches = self._detaches.get(mn.index, [])
-            later = bisect.bisect_right(detaches, row.detach_at)
-            end = detaches[later] if later < len(detaches) else self.now
-            times = mag_by_name[row.to_mag].join_times.get((mn.lma, stream_by_group[row.group]), [])
+    def _close_rows(self, mn: Mn) -> None:
+        """Finish the rows of the MN's last handover now that their end is known (its next
+        link break, or the end of the run) and count them: attach → upstream report is the
+        first joining report on the new MAG's tunnel toward the MN's LMA in [attach, end); a
+        group back only after the end has no gap."""
+        end = self.now
+        join_times = self.mags[mn.mag].join_times
+        for g, row in mn.closing:
+            times = join_times.get((mn.lma, g), ())
             first = bisect.bisect_left(times, row.attach_at)
             if first < len(times) and times[first] < end:
                 row.attach_to_upstream_report_ms = round((times[first] - row.attach_at) * 1000.0, 3)
             if row.gap_ms is not None and row.attach_at + row.gap_ms / 1000.0 > end:
                 row.gap_ms = row.lost = row.attach_to_first_packet_ms = None
+            self.tally.add(row)
+        mn.closing = []
 
     @property
     def rows(self) -> list[dict[str, Any]]:

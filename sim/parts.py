@@ -1,7 +1,9 @@
-"""The simulator's small parts: group addresses and popularity, result rows, timed engine objects."""
+"""The simulator's small parts: group addresses and popularity, result rows and their
+tally, timed engine objects."""
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Iterator, Mapping
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
@@ -86,6 +88,35 @@ class Row(Mapping[str, Any]):
 
 
 _ROW_KEYS = frozenset(HANDOVER_KEYS)
+
+
+class Tally:
+    """What a mode's aggregates need of its finished rows, kept without the rows: how many,
+    their gaps and losses (8 bytes each) and the losses of each stream (sum, count)."""
+
+    __slots__ = ("rows", "gaps_ms", "losses", "lost_by_stream")
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.gaps_ms = array("d")
+        self.losses = array("q")
+        #: stream name -> [packets lost, rows with a loss]
+        self.lost_by_stream: dict[str, list[int]] = {}
+
+    def add(self, row: Row) -> None:
+        self.rows += 1
+        if row.gap_ms is not None:
+            self.gaps_ms.append(row.gap_ms)
+        if row.lost is not None:
+            self.losses.append(row.lost)
+            per_stream = self.lost_by_stream.setdefault(row.stream, [0, 0])
+            per_stream[0] += row.lost
+            per_stream[1] += 1
+
+    def sort(self) -> None:
+        """Gaps and losses in ascending order (the order rows finished in means nothing)."""
+        self.gaps_ms = array("d", sorted(self.gaps_ms))
+        self.losses = array("q", sorted(self.losses))
 
 
 class Timed:

@@ -4,11 +4,11 @@ group popularity)."""
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mcproxy_pmip_sim.parts import Tally
 from mcproxy_pmip_testbed.results import write_results
 
 #: the most points a gap CDF is drawn through
@@ -30,37 +30,31 @@ def _of_sorted(ordered: Sequence[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def _spread(values: Sequence[float]) -> dict[str, float | None]:
-    ordered = sorted(values)
+def _spread(ordered: Sequence[float]) -> dict[str, float | None]:
     return {"median": _of_sorted(ordered, 0.5), "p95": _of_sorted(ordered, 0.95),
             "max": ordered[-1] if ordered else None}
 
 
-def aggregate(rows: Sequence[dict[str, Any]], counters: Mapping[str, Any]) -> dict[str, Any]:
-    """Gap and loss distributions of one mode's rows and its upstream signalling load."""
-    gaps = [r["gap_ms"] for r in rows if r["gap_ms"] is not None]
-    losses = [r["lost"] for r in rows if r["lost"] is not None]
+def aggregate(tally: Tally, counters: Mapping[str, Any]) -> dict[str, Any]:
+    """Gap and loss distributions of one mode's rows (its sorted tally) and its upstream
+    signalling load."""
     per_mag = list(counters["reports_per_s_per_mag"].values())
     return {
-        "rows": len(rows),
-        "rows_without_gap": len(rows) - len(gaps),
+        "rows": tally.rows,
+        "rows_without_gap": tally.rows - len(tally.gaps_ms),
         "handovers": counters["handovers"],
         "events": counters["events"],
-        "gap_ms": _spread(gaps),
-        "lost": _spread(losses),
+        "gap_ms": _spread(tally.gaps_ms),
+        "lost": _spread(tally.losses),
         "reports_per_s_per_mag": {"median": quantile(per_mag, 0.5), "max": max(per_mag)},
         "reports_per_s_at_lma": counters["reports_per_s_at_lma"],
     }
 
 
-def loss_by_group(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+def loss_by_group(tally: Tally) -> dict[str, float]:
     """Mean packets lost per handover row, per stream (g1 is the most popular)."""
-    per: dict[str, list[int]] = {}
-    for row in rows:
-        if row["lost"] is not None:
-            per.setdefault(row["stream"], []).append(row["lost"])
-    return {name: statistics.fmean(values)
-            for name, values in sorted(per.items(), key=lambda item: int(item[0][1:]))}
+    return {name: lost / rows for name, (lost, rows)
+            in sorted(tally.lost_by_stream.items(), key=lambda item: int(item[0][1:]))}
 
 
 def results_document(run: Mapping[str, Any]) -> dict[str, Any]:
@@ -72,7 +66,7 @@ def results_document(run: Mapping[str, Any]) -> dict[str, Any]:
         "tunnel": "simulated", "build_seconds": None, "started_at": 0.0,
         "ended_at": run["duration_interval"], "seed": run["seed"],
         "aggregates": {mode: data["aggregate"] for mode, data in run["modes"].items()},
-        "loss_by_group": {mode: loss_by_group(data["rows"]) for mode, data in run["modes"].items()},
+        "loss_by_group": {mode: loss_by_group(data["tally"]) for mode, data in run["modes"].items()},
         "handovers": rows,
     }
 
@@ -101,8 +95,10 @@ def cdf_ranks(count: int, points: int = _CDF_POINTS) -> list[int]:
     return sorted({round(k * (count - 1) / (points - 1)) for k in range(points)})
 
 
-def write_outputs(out: Path, document: dict[str, Any]) -> list[Path]:
-    """results.json, and the plots when matplotlib is installed (the ``testbed`` extra)."""
+def write_outputs(out: Path, document: dict[str, Any],
+                  gaps_ms: Mapping[str, Sequence[float]]) -> list[Path]:
+    """results.json, and the plots when matplotlib is installed (the ``testbed`` extra);
+    ``gaps_ms``: each mode's gaps in ascending order, for the CDF."""
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "results.json"]
     write_results(written[0], document)
@@ -114,9 +110,7 @@ def write_outputs(out: Path, document: dict[str, Any]) -> list[Path]:
     from matplotlib import pyplot
 
     figure, axis = pyplot.subplots(figsize=(6, 4))
-    for mode in document["aggregates"]:
-        gaps = sorted(r["gap_ms"] for r in document["handovers"]
-                      if r["mode"] == mode and r["gap_ms"] is not None)
+    for mode, gaps in gaps_ms.items():
         if gaps:
             ranks = cdf_ranks(len(gaps))
             axis.step([gaps[i] for i in ranks], [(i + 1) / len(gaps) for i in ranks],

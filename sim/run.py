@@ -35,22 +35,23 @@ def stderr_progress(mode: str) -> Progress:
     return show
 
 
-def simulate(scenario: Scenario, modes: Sequence[str], seed: int,
-             progress: bool = False) -> dict[str, Any]:
+def simulate(scenario: Scenario, modes: Sequence[str], seed: int, progress: bool = False,
+             keep_rows: bool = True) -> dict[str, Any]:
+    """Each mode's rows (none unless ``keep_rows``), tally, counters and aggregate."""
     result: dict[str, Any] = {"seed": seed, "duration_interval": scenario.duration_interval,
                               "modes": {}}
     for mode in modes:
         show = stderr_progress(mode) if progress and sys.stderr.isatty() else None
-        sim = Simulator(scenario, mode, seed, show).run()
+        sim = Simulator(scenario, mode, seed, show, keep_rows).run()
         counters = sim.counters()
-        result["modes"][mode] = {"rows": sim.row_objects, "counters": counters,
-                                 "aggregate": aggregate(sim.row_objects, counters)}
+        result["modes"][mode] = {"rows": sim.row_objects, "tally": sim.tally, "counters": counters,
+                                 "aggregate": aggregate(sim.tally, counters)}
     return result
 
 
 def _job(job: tuple[Scenario, str, int, dict[str, Any]]) -> dict[str, Any]:
     scenario, mode, seed, values = job
-    run = simulate(scenario, [mode], seed)
+    run = simulate(scenario, [mode], seed, keep_rows=False)
     agg = run["modes"][mode]["aggregate"]
     lma = agg["reports_per_s_at_lma"]
     return {**values, "mode": mode, "seed": seed, "rows": agg["rows"],

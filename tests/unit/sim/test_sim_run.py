@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 from pathlib import Path
 
@@ -41,9 +42,11 @@ def test_modes_share_moves_and_rank_as_expected() -> None:
 def test_random_waypoint_moves_one_neighbouring_cell_at_a_time() -> None:
     import random
     scenario = dataclasses.replace(default_scenario(), mags=12, grid_columns=4, mns=30)
-    starts, moves = random_waypoint(scenario, random.Random(1))
+    starts, planned = random_waypoint(scenario, random.Random(1))
+    moves = list(planned)
     cells = list(starts)
-    assert moves and [m.at for m in moves] == sorted(m.at for m in moves)
+    # merged from each MN's own moves in (time, MN) order
+    assert moves and moves == sorted(moves, key=lambda m: (m.at, m.mn))
     for move in moves:
         old_row, old_col = divmod(cells[move.mn], 4)
         row, col = divmod(move.cell, 4)
@@ -91,6 +94,35 @@ def test_sim_and_testbed_results_load_with_the_same_reader(tmp_path: Path) -> No
                                        if k != "gap_ms"}])
     with pytest.raises(ValueError, match="gap_ms"):
         check_results(broken)
+
+
+def test_without_rows_the_aggregates_and_plots_are_those_of_the_rows(tmp_path: Path) -> None:
+    kept = simulate(SMALL, ["plugin", "context"], 6)
+    tallied = simulate(SMALL, ["plugin", "context"], 6, keep_rows=False)
+    for mode, data in kept["modes"].items():
+        rows = data["rows"]
+        gaps = sorted(r["gap_ms"] for r in rows if r["gap_ms"] is not None)
+        assert rows and tallied["modes"][mode]["rows"] == []
+        assert data["aggregate"]["rows"] == len(rows)
+        assert data["aggregate"]["rows_without_gap"] == len(rows) - len(gaps)
+        assert data["aggregate"]["gap_ms"] == {"median": quantile(gaps, 0.5),
+                                               "p95": quantile(gaps, 0.95), "max": gaps[-1]}
+        assert list(data["tally"].gaps_ms) == gaps
+        assert tallied["modes"][mode]["aggregate"] == data["aggregate"]
+    with_rows, without = results_document(kept), results_document(tallied)
+    assert without["handovers"] == [] and with_rows["handovers"]
+    assert without["loss_by_group"] == with_rows["loss_by_group"]
+    for mode, means in with_rows["loss_by_group"].items():
+        for name, mean in means.items():
+            losses = [r["lost"] for r in with_rows["handovers"]
+                      if r["mode"] == mode and r["stream"] == name and r["lost"] is not None]
+            assert mean == pytest.approx(sum(losses) / len(losses))
+    assert cli.main(["run", "--mode", "context", "--quiet", "--no-rows", "--scenario",
+                     str(_scenario_file(tmp_path)), "--out", str(tmp_path / "out")]) == 0
+    results = load_results(tmp_path / "out" / "results.json")
+    assert results["handovers"] == [] and results["aggregates"]["context"]["rows"] > 0
+    if importlib.util.find_spec("matplotlib"):
+        assert (tmp_path / "out" / "gap_cdf.png").stat().st_size > 0
 
 
 def test_results_are_written_row_by_row_and_read_back_whole(tmp_path: Path) -> None:
