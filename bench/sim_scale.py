@@ -2,7 +2,7 @@
 
     python bench/sim_scale.py [--mns 1000,10000,100000] [--hours 1,1,0.05] [-n 3,1,1]
                               [--mags 100] [--mode context] [--dwell 20,60] [--seed 1]
-                              [--profile DIR]
+                              [--no-rows] [--profile DIR]
 
 The embedded default scenario resized: 2 LMAs, ``--mags`` MAGs on a
 square-ish grid, the given MNs. ``--hours`` and ``-n`` (repetitions) are
@@ -13,6 +13,8 @@ of wall seconds, CPU seconds and events per wall second, the events and
 handovers of the run and the largest peak RSS. A size simulated for less
 than an hour also gets its wall time scaled to one hour (linear in simulated
 time, labelled as extrapolated: rows, and so memory, grow the same way).
+``--no-rows`` runs as ``mcproxy-pmip-sim run --no-rows`` does, keeping each
+mode's tally instead of its rows.
 ``--profile DIR`` adds one run per size under cProfile, not counted in the
 figures, and writes ``DIR/sim-<mns>.prof`` (read with ``python -m pstats``).
 """
@@ -44,11 +46,11 @@ def resized(mns: int, mags: int, hours: float, dwell: tuple[float, float]) -> Sc
 
 
 def one(mns: int, mags: int, hours: float, mode: str, seed: int, dwell: tuple[float, float],
-        profile: str | None = None) -> dict[str, float]:
+        keep_rows: bool, profile: str | None = None) -> dict[str, float]:
     scenario = resized(mns, mags, hours, dwell)
     profiler = cProfile.Profile() if profile else None
     started, cpu = time.perf_counter(), time.process_time()
-    sim = Simulator(scenario, mode, seed)
+    sim = Simulator(scenario, mode, seed, keep_rows=keep_rows)
     if profiler is not None:
         profiler.runcall(sim.run)
         profiler.dump_stats(profile)
@@ -92,13 +94,14 @@ def main() -> int:
     parser.add_argument("--dwell", default=(20.0, 60.0), type=dwell_range,
                         help="seconds in a cell: MIN,MAX (default 20,60)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-rows", action="store_true", help="keep the tally, not the rows")
     parser.add_argument("--profile", metavar="DIR", help="profile each size's first run into DIR")
     parser.add_argument("--child", nargs=2, type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     dwell_min, dwell_max = args.dwell
     if args.child:
         print(json.dumps(one(int(args.child[0]), args.mags, args.child[1], args.mode, args.seed,
-                             args.dwell, args.profile)))
+                             args.dwell, not args.no_rows, args.profile)))
         return 0
     sizes = [int(v) for v in args.mns.split(",")]
     hours = per_size(args.hours, len(sizes), float)
@@ -112,7 +115,7 @@ def main() -> int:
         runs = []
         command = [sys.executable, __file__, "--mags", str(args.mags), "--mode", args.mode,
                    "--seed", str(args.seed), "--dwell", f"{dwell_min},{dwell_max}",
-                   "--child", str(mns), str(duration)]
+                   "--child", str(mns), str(duration)] + (["--no-rows"] if args.no_rows else [])
         for _ in range(n):
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             runs.append(json.loads(done.stdout))
@@ -122,7 +125,7 @@ def main() -> int:
                            capture_output=True, check=True)
         walls = [r["wall_s"] for r in runs]
         line = (f"{mns} MNs x {args.mags} MAGs x 2 LMAs, {duration:g} h, {args.mode}, "
-                f"dwell {dwell_min:g}-{dwell_max:g} s, n={n}: "
+                f"dwell {dwell_min:g}-{dwell_max:g} s{', no rows' if args.no_rows else ''}, n={n}: "
                 f"wall s {spread(walls)}; CPU s {spread([r['cpu_s'] for r in runs])}; "
                 f"events/s {spread([r['events_per_s'] for r in runs], 0)}; "
                 f"events {runs[0]['events']}; handovers {runs[0]['handovers']} "
