@@ -3,6 +3,7 @@ tally, timed engine objects."""
 
 from __future__ import annotations
 
+import heapq
 from array import array
 from collections.abc import Callable, Iterator, Mapping
 from ipaddress import IPv4Address, IPv6Address
@@ -115,8 +116,22 @@ class Tally:
 
     def sort(self) -> None:
         """Gaps and losses in ascending order (the order rows finished in means nothing)."""
-        self.gaps_ms = array("d", sorted(self.gaps_ms))
-        self.losses = array("q", sorted(self.losses))
+        self.gaps_ms = in_order(self.gaps_ms)
+        self.losses = in_order(self.losses)
+
+
+def in_order(values: array, chunk: int = 1 << 20) -> array:
+    """The contents of ``values`` in ascending order, taken out of it a chunk at a time
+    (each sorted, then all merged), so that at most one chunk is Python objects at once and
+    the memory held stays near twice the array's (a list of 41 million floats would take
+    1.3 GB, their array 330 MB). ``values`` is left empty."""
+    runs = []
+    while values:
+        runs.append(array(values.typecode, sorted(values[-chunk:])))
+        del values[-chunk:]
+    merged = array(values.typecode)
+    merged.extend(heapq.merge(*runs))
+    return merged
 
 
 class Timed:

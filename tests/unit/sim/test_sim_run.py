@@ -11,7 +11,7 @@ import pytest
 
 from mcproxy_pmip_sim import cli
 from mcproxy_pmip_sim.mobility import parse_trace, random_waypoint
-from mcproxy_pmip_sim.parts import Row
+from mcproxy_pmip_sim.parts import Row, in_order
 from mcproxy_pmip_sim.report import cdf_ranks, quantile, results_document
 from mcproxy_pmip_sim.run import simulate, sweep
 from mcproxy_pmip_sim.scenario import MODES, default_scenario, load_scenario
@@ -123,6 +123,19 @@ def test_without_rows_the_aggregates_and_plots_are_those_of_the_rows(tmp_path: P
     assert results["handovers"] == [] and results["aggregates"]["context"]["rows"] > 0
     if importlib.util.find_spec("matplotlib"):
         assert (tmp_path / "out" / "gap_cdf.png").stat().st_size > 0
+
+
+def test_a_tally_is_sorted_a_chunk_at_a_time_into_one_ascending_array() -> None:
+    import random
+    from array import array
+    rng = random.Random(3)
+    for typecode, draw in (("d", lambda: rng.expovariate(0.1)), ("q", lambda: rng.randrange(40))):
+        for count in (0, 1, 7, 50, 1001):
+            values = array(typecode, (draw() for _ in range(count)))
+            expected = sorted(values)
+            ordered = in_order(values, chunk=8)
+            assert ordered.typecode == typecode and list(ordered) == expected
+            assert len(values) == 0, "the values are taken out of the array they came in"
 
 
 def test_results_are_written_row_by_row_and_read_back_whole(tmp_path: Path) -> None:
